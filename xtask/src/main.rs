@@ -1,0 +1,344 @@
+//! Project automation, run as `cargo xtask <command>` (an alias in `.cargo/config.toml`).
+//!
+//! - `test` / `ci`: everything CI runs (fmt, clippy, tests, conformance), stopping at the
+//!   first failure.
+//! - `conformance [--backend NAME]... [FILTER]`: runs each backend's conformance test
+//!   target and prints a backend x case matrix.
+//! - `bench`: the checkout benchmarks.
+//! - `services`: which database servers the tests can reach.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::fmt::Write as _;
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::Duration;
+
+const USAGE: &str = "\
+usage: cargo xtask <command>
+
+commands:
+  test                                  fmt check, clippy, all tests, conformance (what CI runs)
+  ci                                    same as test
+  conformance [--backend NAME]... [FILTER]
+                                        run the conformance suites and print the matrix;
+                                        FILTER selects cases whose name contains it
+  bench                                 run the checkout benchmarks
+  services                              show which database servers the tests can reach
+";
+
+/// A backend's conformance suite: a `harness = false` test target of some package.
+struct Backend {
+    /// Column name in the matrix, and the value of `--backend`.
+    name: &'static str,
+    /// The package whose test target runs the suite.
+    package: &'static str,
+    /// The test target's name.
+    test: &'static str,
+}
+
+/// Every backend the conformance matrix knows; a new driver adds one line here.
+const BACKENDS: &[Backend] = &[Backend {
+    name: "mock",
+    package: "pool-testkit",
+    test: "conformance",
+}];
+
+/// A database server the tests use: its name, default local port and URL variable.
+const SERVICES: &[(&str, u16, &str)] = &[
+    ("postgres", 5432, "POOL_TEST_POSTGRES_URL"),
+    ("mysql", 3306, "POOL_TEST_MYSQL_URL"),
+    ("redis", 6379, "POOL_TEST_REDIS_URL"),
+];
+
+/// The environment variable the conformance binaries append their JSON lines to.
+const REPORT_ENV: &str = "POOL_CONFORMANCE_REPORT";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some(command) = args.first() else {
+        eprint!("{USAGE}");
+        return ExitCode::from(2);
+    };
+    let rest = &args[1..];
+    let result = match command.as_str() {
+        "test" | "ci" => test(),
+        "conformance" => conformance(rest),
+        "bench" => bench(rest),
+        "services" => {
+            services();
+            Ok(())
+        }
+        "help" | "-h" | "--help" => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        other => {
+            eprintln!("xtask: unknown command `{other}`\n");
+            eprint!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("xtask: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The workspace root: the parent of this crate's directory.
+fn root() -> PathBuf {
+    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir.parent().unwrap_or(manifest_dir).to_path_buf()
+}
+
+/// The cargo that runs us (cargo sets `CARGO`), else the one on `PATH`.
+fn cargo() -> OsString {
+    std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into())
+}
+
+/// The build directory the workspace uses.
+fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => root().join(dir),
+        None => root().join("target"),
+    }
+}
+
+/// A `cargo` command run from the workspace root, printed before it runs.
+fn cargo_command(args: &[&str]) -> Command {
+    println!("$ cargo {}", args.join(" "));
+    let mut command = Command::new(cargo());
+    command.args(args).current_dir(root());
+    command
+}
+
+/// Runs `cargo <args>` from the root; an error names the step if it fails.
+fn run_cargo(args: &[&str]) -> Result<(), String> {
+    let status = cargo_command(args)
+        .status()
+        .map_err(|e| format!("could not run cargo: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("step failed ({status}): cargo {}", args.join(" ")))
+    }
+}
+
+fn test() -> Result<(), String> {
+    run_cargo(&["fmt", "--all", "--", "--check"])?;
+    run_cargo(&[
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--all-features",
+        "--",
+        "-D",
+        "warnings",
+    ])?;
+    run_cargo(&["test", "--workspace", "--all-features"])?;
+    conformance(&[])?;
+    println!("xtask test: all steps passed");
+    Ok(())
+}
+
+fn bench(rest: &[String]) -> Result<(), String> {
+    let mut args = vec!["bench", "-p", "pool-testkit", "--bench", "checkout"];
+    if !rest.is_empty() {
+        args.push("--");
+        args.extend(rest.iter().map(String::as_str));
+    }
+    run_cargo(&args)
+}
+
+fn services() {
+    for &(name, port, var) in SERVICES {
+        let env = if std::env::var_os(var).is_some() {
+            "set"
+        } else {
+            "not set"
+        };
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let reach = match TcpStream::connect_timeout(&addr, Duration::from_secs(1)) {
+            Ok(_) => "accepting connections".to_string(),
+            Err(e) => format!("nothing reachable ({e})"),
+        };
+        println!("{name:<9} {var:<22} {env:<8} {addr}: {reach}");
+    }
+}
+
+/// One line of a conformance report.
+struct CaseResult {
+    backend: String,
+    case: String,
+    passed: bool,
+    millis: u64,
+    error: Option<String>,
+}
+
+fn parse_line(line: &str) -> Option<CaseResult> {
+    let value: serde_json::Value = serde_json::from_str(line).ok()?;
+    Some(CaseResult {
+        backend: value.get("backend")?.as_str()?.to_string(),
+        case: value.get("case")?.as_str()?.to_string(),
+        passed: value.get("passed")?.as_bool()?,
+        millis: value.get("millis").and_then(|m| m.as_u64()).unwrap_or(0),
+        error: value
+            .get("error")
+            .and_then(|e| e.as_str())
+            .map(str::to_string),
+    })
+}
+
+fn conformance(args: &[String]) -> Result<(), String> {
+    let mut selected: Vec<&Backend> = Vec::new();
+    let mut filter: Option<&str> = None;
+    let mut iter = args.iter();
+    while let Some(arg) = iter.next() {
+        let name = if arg == "--backend" {
+            iter.next()
+                .ok_or_else(|| "--backend needs a name".to_string())?
+        } else if let Some(name) = arg.strip_prefix("--backend=") {
+            name
+        } else if arg.starts_with('-') {
+            return Err(format!("conformance: unknown option `{arg}`\n\n{USAGE}"));
+        } else {
+            filter = Some(arg);
+            continue;
+        };
+        let backend = BACKENDS.iter().find(|b| b.name == name).ok_or_else(|| {
+            let known: Vec<_> = BACKENDS.iter().map(|b| b.name).collect();
+            format!("unknown backend `{name}` (known: {})", known.join(", "))
+        })?;
+        if !selected.iter().any(|b| b.name == backend.name) {
+            selected.push(backend);
+        }
+    }
+    if selected.is_empty() {
+        selected = BACKENDS.iter().collect();
+    }
+
+    let dir = target_dir().join("conformance");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    let report = dir.join("report.jsonl");
+    match std::fs::remove_file(&report) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(format!("removing {}: {e}", report.display())),
+    }
+
+    // Run every selected backend, even after one fails, so the matrix is complete.
+    let mut run_failures: Vec<(&str, String)> = Vec::new();
+    for backend in &selected {
+        let mut cargo_args = vec!["test", "-p", backend.package, "--test", backend.test];
+        if let Some(filter) = filter {
+            cargo_args.extend(["--", filter]);
+        }
+        let status = cargo_command(&cargo_args).env(REPORT_ENV, &report).status();
+        match status {
+            Ok(status) if status.success() => {}
+            Ok(status) => run_failures.push((backend.name, format!("exited with {status}"))),
+            Err(e) => run_failures.push((backend.name, format!("could not run cargo: {e}"))),
+        }
+    }
+
+    let text = match std::fs::read_to_string(&report) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(format!("reading {}: {e}", report.display())),
+    };
+    let mut results = Vec::new();
+    let mut problems = Vec::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        match parse_line(line) {
+            Some(result) => results.push(result),
+            None => problems.push(format!("unreadable report line: {line}")),
+        }
+    }
+    for backend in &selected {
+        let ran = results.iter().filter(|r| r.backend == backend.name);
+        let (count, failed) = ran.fold((0, 0), |(n, f), r| (n + 1, f + usize::from(!r.passed)));
+        let run_failure = run_failures.iter().find(|(name, _)| *name == backend.name);
+        if count == 0 {
+            let why = run_failure.map_or("", |(_, why)| why.as_str());
+            problems.push(format!("{}: wrote no results {why}", backend.name));
+        } else if let (Some((_, why)), 0) = (run_failure, failed) {
+            problems.push(format!("{}: test binary failed ({why})", backend.name));
+        }
+    }
+
+    print!("\n{}", matrix(&selected, &results));
+    let failures: Vec<&CaseResult> = results.iter().filter(|r| !r.passed).collect();
+    if !failures.is_empty() {
+        println!("\nfailures:");
+        for failure in &failures {
+            let error = failure.error.as_deref().unwrap_or("(no message)");
+            println!("  {} / {}: {error}", failure.backend, failure.case);
+        }
+    }
+    if !problems.is_empty() {
+        println!("\nproblems:");
+        for problem in &problems {
+            println!("  {problem}");
+        }
+    }
+    println!("report: {}", report.display());
+    let passed = results.len() - failures.len();
+    println!("conformance: {passed} passed, {} failed", failures.len());
+    if failures.is_empty() && problems.is_empty() {
+        Ok(())
+    } else {
+        Err("conformance failed".to_string())
+    }
+}
+
+/// The backend x case table: one row per case, one column per backend.
+fn matrix(backends: &[&Backend], results: &[CaseResult]) -> String {
+    let mut cases: Vec<&str> = Vec::new();
+    let mut cells: BTreeMap<(&str, &str), String> = BTreeMap::new();
+    for r in results {
+        if !cases.contains(&r.case.as_str()) {
+            cases.push(&r.case);
+        }
+        let cell = if r.passed {
+            format!("pass {}ms", r.millis)
+        } else {
+            "FAIL".to_string()
+        };
+        cells.insert((r.case.as_str(), r.backend.as_str()), cell);
+    }
+    let case_width = cases.iter().map(|c| c.len()).max().unwrap_or(0).max(4);
+    let widths: Vec<usize> = backends
+        .iter()
+        .map(|b| {
+            cells
+                .iter()
+                .filter(|((_, backend), _)| *backend == b.name)
+                .map(|(_, cell)| cell.len())
+                .max()
+                .unwrap_or(0)
+                .max(b.name.len())
+        })
+        .collect();
+
+    let mut out = String::new();
+    let _ = write!(out, "{:<case_width$}", "case");
+    for (backend, width) in backends.iter().zip(&widths) {
+        let _ = write!(out, "  {:<width$}", backend.name);
+    }
+    out.push('\n');
+    for case in &cases {
+        let _ = write!(out, "{case:<case_width$}");
+        for (backend, width) in backends.iter().zip(&widths) {
+            let cell = cells
+                .get(&(*case, backend.name))
+                .map_or("-", String::as_str);
+            let _ = write!(out, "  {cell:<width$}");
+        }
+        out.push('\n');
+    }
+    out
+}
