@@ -1,0 +1,871 @@
+//! The pool: checkout, return, open, close.
+
+use std::future::Future;
+use std::panic::{catch_unwind, AssertUnwindSafe, Location};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use tracing::Instrument;
+
+use crate::errors::error_chain_string;
+use crate::hooks::{self, Hooks};
+use crate::leak::LeakRegistry;
+use crate::metrics::{CloseReason, Metrics};
+use crate::state::{Conn, Grant, Idle, Open, State, WakeList};
+use crate::waiters::{Polled, WaitKey};
+use crate::{
+    clock, BuildError, CheckReason, CloseError, ConnectionInfo, Manager, PoolConfig, PoolError,
+    Pooled, ReturnState, Runtime, Status, TimeoutContext, TimeoutKind,
+};
+
+/// A pool of connections made by a [`Manager`].
+///
+/// Cheap to clone: clones share one pool. See the [crate docs](crate) for the
+/// guarantees it keeps.
+pub struct Pool<M: Manager> {
+    pub(crate) shared: Arc<Shared<M>>,
+}
+
+impl<M: Manager> Clone for Pool<M> {
+    fn clone(&self) -> Self {
+        Pool {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<M: Manager> std::fmt::Debug for Pool<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("name", &self.shared.config.name)
+            .field("status", &self.status())
+            .finish()
+    }
+}
+
+pub(crate) struct Shared<M: Manager> {
+    pub(crate) manager: M,
+    pub(crate) config: PoolConfig,
+    pub(crate) runtime: Option<Runtime>,
+    pub(crate) hooks: Hooks<M::Connection>,
+    state: Mutex<State<M::Connection>>,
+    next_id: AtomicU64,
+    pub(crate) leaks: Option<Mutex<LeakRegistry>>,
+    pub(crate) metrics: Metrics,
+}
+
+/// How long a `get` may wait for a connection to come back.
+#[derive(Clone, Copy)]
+enum Wait {
+    Forever,
+    No,
+    For(Duration),
+}
+
+impl<M: Manager> Pool<M> {
+    /// Starts configuring a pool around `manager`.
+    pub fn builder(manager: M) -> crate::Builder<M> {
+        crate::Builder::new(manager)
+    }
+
+    pub(crate) fn from_parts(
+        manager: M,
+        config: PoolConfig,
+        runtime: Option<Runtime>,
+        hooks: Hooks<M::Connection>,
+    ) -> Self {
+        let limits = crate::state::Limits {
+            max_connecting: config.max_connecting,
+            backoff_initial: config.connect_backoff,
+            backoff_max: config.connect_backoff_max,
+            reuse: config.reuse,
+        };
+        let state = State::new(config.max_size, config.min_idle, limits);
+        let metrics = Metrics::new(&config.name, config.max_size, config.min_idle);
+        let leaks = config.leak_threshold.map(|_| Mutex::default());
+        Pool {
+            shared: Arc::new(Shared {
+                manager,
+                runtime,
+                hooks,
+                state: Mutex::new(state),
+                next_id: AtomicU64::new(1),
+                leaks,
+                metrics,
+                config,
+            }),
+        }
+    }
+
+    /// Takes a connection, waiting up to `wait_timeout` for one to come free.
+    ///
+    /// Cancel-safe at every await point: dropping the future gives back whatever it
+    /// held (its place in line, a connection handed to it, a connect in progress).
+    #[track_caller]
+    pub fn get(&self) -> impl Future<Output = Result<Pooled<M>, PoolError<M::Error>>> + Send + '_ {
+        let wait = match self.shared.config.wait_timeout {
+            None => Wait::Forever,
+            Some(d) if d.is_zero() => Wait::No,
+            Some(d) => Wait::For(d),
+        };
+        self.shared.acquire(wait, Location::caller())
+    }
+
+    /// Like [`get`](Self::get), with its own wait bound instead of `wait_timeout`
+    /// (`None` waits as long as it takes).
+    #[track_caller]
+    pub fn get_timeout(
+        &self,
+        wait: Option<Duration>,
+    ) -> impl Future<Output = Result<Pooled<M>, PoolError<M::Error>>> + Send + '_ {
+        let wait = match wait {
+            None => Wait::Forever,
+            Some(d) if d.is_zero() => Wait::No,
+            Some(d) => Wait::For(d),
+        };
+        self.shared.acquire(wait, Location::caller())
+    }
+
+    /// Takes an idle connection, or opens one if there is room, but never waits for
+    /// one to be returned: fails with [`TimeoutKind::Wait`] at once instead.
+    #[track_caller]
+    pub fn try_get(
+        &self,
+    ) -> impl Future<Output = Result<Pooled<M>, PoolError<M::Error>>> + Send + '_ {
+        self.shared.acquire(Wait::No, Location::caller())
+    }
+
+    /// The pool's counts now.
+    pub fn status(&self) -> Status {
+        self.shared.lock().status()
+    }
+
+    /// The manager the pool was built with.
+    pub fn manager(&self) -> &M {
+        &self.shared.manager
+    }
+
+    /// The configuration the pool was built with (`max_size` as built; see
+    /// [`status`](Self::status) after a [`resize`](Self::resize)).
+    pub fn config(&self) -> &PoolConfig {
+        &self.shared.config
+    }
+
+    /// Whether [`close`](Self::close) was called.
+    pub fn is_closed(&self) -> bool {
+        self.shared.lock().closed
+    }
+
+    /// Changes `max_size`. Growing lets waiters open connections at once; shrinking
+    /// closes idle connections beyond the new size now and in-use ones as they return.
+    pub fn resize(&self, max_size: usize) -> Result<(), BuildError> {
+        if max_size == 0 {
+            return Err(BuildError::invalid("max_size", "must be at least 1"));
+        }
+        let now = clock::now();
+        let mut excess = Vec::new();
+        let mut wake = WakeList::default();
+        {
+            let mut st = self.shared.lock();
+            if max_size < st.min_idle {
+                return Err(BuildError::invalid(
+                    "max_size",
+                    format!("({max_size}) must not be below min_idle ({})", st.min_idle),
+                ));
+            }
+            st.max_size = max_size;
+            while st.size > max_size {
+                // Oldest first: they would be reused last.
+                let Some(idle) = st.idle.pop_front() else {
+                    break;
+                };
+                st.size -= 1;
+                excess.push(idle.conn);
+            }
+            st.dispatch(now, &mut wake);
+        }
+        wake.wake();
+        self.shared.metrics.resized(max_size);
+        for conn in excess {
+            self.shared.log_close(conn, CloseReason::Resized);
+        }
+        Ok(())
+    }
+
+    /// Keeps the idle connections for which `keep` returns `true` and closes the rest;
+    /// returns how many were closed. Connections in use are not visited. `keep` runs
+    /// without the pool's lock; if it panics, the connections not yet visited stay.
+    pub fn retain(
+        &self,
+        mut keep: impl FnMut(&mut M::Connection, &ConnectionInfo) -> bool,
+    ) -> usize {
+        let taken: Vec<Idle<M::Connection>> = {
+            let mut st = self.shared.lock();
+            st.idle.drain(..).collect()
+        };
+        let mut visit = Retaining {
+            shared: &self.shared,
+            pending: taken.into_iter(),
+            kept: Vec::new(),
+            removed: Vec::new(),
+        };
+        for mut idle in visit.pending.by_ref() {
+            let Conn { raw, info } = &mut idle.conn;
+            if keep(raw, info) {
+                visit.kept.push(idle);
+            } else {
+                visit.removed.push(idle.conn);
+            }
+        }
+        visit.removed.len()
+    }
+
+    /// Closes the pool: new gets fail with [`PoolError::Closed`], waiters are told so,
+    /// idle connections close now, and connections in use close when returned. Waits
+    /// up to `deadline` for those; the error says how many were still out.
+    ///
+    /// Without a runtime there is no timer, so it does not wait: it reports what is
+    /// still out at once.
+    pub async fn close(&self, deadline: Duration) -> Result<(), CloseError> {
+        let mut wake = WakeList::default();
+        let idle: Vec<_> = {
+            let mut st = self.shared.lock();
+            st.closed = true;
+            while let Some(key) = st.waiters.pop_front() {
+                wake.push(st.waiters.grant(key, Grant::Closed));
+            }
+            let idle: Vec<_> = st.idle.drain(..).collect();
+            st.size -= idle.len();
+            st.notify_upkeep(&mut wake);
+            if st.size == 0 {
+                st.dispatch(clock::now(), &mut wake);
+            }
+            idle
+        };
+        wake.wake();
+        for idle in idle {
+            self.shared.log_close(idle.conn, CloseReason::PoolClosed);
+        }
+        let all_closed = AllClosed {
+            shared: &self.shared,
+        };
+        let done = match self.shared.runtime {
+            Some(rt) => deadpool_runtime::timeout(rt, deadline, all_closed)
+                .await
+                .is_some(),
+            None => self.shared.lock().size == 0,
+        };
+        if done {
+            Ok(())
+        } else {
+            Err(CloseError {
+                in_use: self.shared.lock().size,
+                after: deadline,
+            })
+        }
+    }
+}
+
+/// Hands the idle connections `retain` took back to the pool, even if `keep` panicked.
+struct Retaining<'a, M: Manager> {
+    shared: &'a Arc<Shared<M>>,
+    pending: std::vec::IntoIter<Idle<M::Connection>>,
+    kept: Vec<Idle<M::Connection>>,
+    removed: Vec<Conn<M::Connection>>,
+}
+
+impl<M: Manager> Drop for Retaining<'_, M> {
+    fn drop(&mut self) {
+        let now = clock::now();
+        let mut wake = WakeList::default();
+        {
+            let mut st = self.shared.lock();
+            for idle in self.kept.drain(..).chain(self.pending.by_ref()) {
+                if st.closed {
+                    st.size -= 1;
+                    self.removed.push(idle.conn);
+                } else {
+                    st.put_back(idle, &mut wake);
+                }
+            }
+            for _ in &self.removed {
+                st.release(now, &mut wake);
+            }
+        }
+        wake.wake();
+        for conn in self.removed.drain(..) {
+            self.shared.log_close(conn, CloseReason::Retain);
+        }
+    }
+}
+
+/// Resolves once every connection of a closed pool is gone.
+struct AllClosed<'a, M: Manager> {
+    shared: &'a Shared<M>,
+}
+
+impl<M: Manager> Future for AllClosed<'_, M> {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.shared.lock().poll_all_closed(cx.waker()) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+/// A caller's place in line; gives back its place, or whatever it was granted, when
+/// dropped before it took the grant.
+struct WaitTurn<'a, M: Manager> {
+    shared: &'a Arc<Shared<M>>,
+    key: Option<WaitKey>,
+}
+
+impl<M: Manager> Future for WaitTurn<'_, M> {
+    type Output = Grant<M::Connection>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let key = self.key.expect("WaitTurn polled after completion");
+        let polled = self.shared.lock().waiters.poll(key, cx.waker());
+        match polled {
+            Polled::Ready(grant) => {
+                self.key = None;
+                Poll::Ready(grant)
+            }
+            Polled::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<M: Manager> Drop for WaitTurn<'_, M> {
+    fn drop(&mut self) {
+        let Some(key) = self.key.take() else { return };
+        let now = clock::now();
+        let mut wake = WakeList::default();
+        {
+            let mut st = self.shared.lock();
+            match st.waiters.cancel(key) {
+                Some(Grant::Conn(idle)) => st.put_back(idle, &mut wake),
+                Some(Grant::Slot) => st.unreserve(now, &mut wake),
+                Some(Grant::Closed | Grant::Unavailable { .. }) | None => {}
+            }
+        }
+        wake.wake();
+    }
+}
+
+/// One counted connection being opened: `size` and `connecting` include it until it
+/// becomes a connection or is dropped.
+pub(crate) struct SlotGuard<'a, M: Manager> {
+    shared: &'a Arc<Shared<M>>,
+    armed: bool,
+}
+
+impl<'a, M: Manager> SlotGuard<'a, M> {
+    /// Adopts a reservation already counted in the state.
+    pub(crate) fn adopt(shared: &'a Arc<Shared<M>>) -> Self {
+        SlotGuard {
+            shared,
+            armed: true,
+        }
+    }
+
+    /// The connect failed: back off and give the room to the next caller.
+    fn failed(mut self, error: String) {
+        self.armed = false;
+        let now = clock::now();
+        let mut wake = WakeList::default();
+        {
+            let mut st = self.shared.lock();
+            st.connect_failed(now, error);
+            st.unreserve(now, &mut wake);
+        }
+        wake.wake();
+    }
+
+    /// The connect succeeded. `None` if the pool closed meanwhile (the connection is
+    /// closed and its room freed).
+    fn connected(mut self, raw: M::Connection, started: Instant) -> Option<Conn<M::Connection>> {
+        self.armed = false;
+        let now = clock::now();
+        let shared = self.shared;
+        shared
+            .metrics
+            .create_time(now.saturating_duration_since(started));
+        let conn = shared.new_conn(raw, now);
+        let closed = {
+            let mut st = shared.lock();
+            st.connected();
+            st.closed
+        };
+        if closed {
+            shared.close_conn(conn, CloseReason::PoolClosed);
+            return None;
+        }
+        Some(conn)
+    }
+}
+
+impl<M: Manager> Drop for SlotGuard<'_, M> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let now = clock::now();
+        let mut wake = WakeList::default();
+        self.shared.lock().unreserve(now, &mut wake);
+        wake.wake();
+    }
+}
+
+/// What a connect attempt ended in.
+pub(crate) enum Opened<C, E> {
+    Conn(Conn<C>),
+    Failed(PoolError<E>),
+}
+
+impl<M: Manager> Shared<M> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State<M::Connection>> {
+        // The state is only changed by code that cannot panic half-way, so a poisoned
+        // lock holds consistent state.
+        self.state
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    fn new_conn(&self, raw: M::Connection, now: Instant) -> Conn<M::Connection> {
+        let expires_at = self.config.max_lifetime.map(|lifetime| {
+            let spread = lifetime / 10;
+            let jitter = Duration::from_nanos(fastrand::u64(..=spread.as_nanos() as u64));
+            now + lifetime - jitter
+        });
+        Conn {
+            raw,
+            info: ConnectionInfo {
+                id: self.next_id.fetch_add(1, Ordering::Relaxed),
+                created_at: now,
+                expires_at,
+                last_checked: now,
+                checkouts: 0,
+                check_reason: None,
+            },
+        }
+    }
+
+    /// Runs `fut` within `limit`; `None` if the limit passed first.
+    async fn within<F: Future>(&self, limit: Option<Duration>, fut: F) -> Option<F::Output> {
+        match (limit, self.runtime) {
+            (Some(limit), Some(rt)) => deadpool_runtime::timeout(rt, limit, fut).await,
+            _ => Some(fut.await),
+        }
+    }
+
+    fn timeout_error(&self, kind: TimeoutKind, after: Duration) -> PoolError<M::Error> {
+        let (status, last_connect_error) = {
+            let st = self.lock();
+            (st.status(), st.last_connect_error.clone())
+        };
+        self.metrics.timeout();
+        tracing::warn!(
+            pool.name = %self.config.name,
+            kind = ?kind,
+            after = ?after,
+            %status,
+            last_connect_error = last_connect_error.as_deref().unwrap_or(""),
+            "pool timeout"
+        );
+        PoolError::Timeout(
+            kind,
+            Box::new(TimeoutContext {
+                after,
+                status,
+                last_connect_error,
+            }),
+        )
+    }
+
+    // Not an `async fn`: the explicit `Send` bound makes a non-`Send` future (a lock
+    // guard held across an await) a compile error here rather than in users' code.
+    #[allow(clippy::manual_async_fn)]
+    fn acquire<'a>(
+        self: &'a Arc<Self>,
+        wait: Wait,
+        caller: &'static Location<'static>,
+    ) -> impl Future<Output = Result<Pooled<M>, PoolError<M::Error>>> + Send + 'a {
+        async move {
+            if matches!(wait, Wait::For(_)) && self.runtime.is_none() {
+                return Err(PoolError::NoRuntime);
+            }
+            let started = clock::now();
+            let mut deadline: Option<Instant> = None;
+            loop {
+                let now = clock::now();
+                enum Step<C> {
+                    Idle(Idle<C>, Option<Instant>),
+                    Open,
+                    Wait(WaitKey),
+                    Fail(Grant<C>),
+                    Exhausted,
+                }
+                let step = {
+                    let mut st = self.lock();
+                    if st.closed {
+                        Step::Fail(Grant::Closed)
+                    } else if let Some(idle) = st.take_idle() {
+                        Step::Idle(idle, st.broken_at)
+                    } else {
+                        match st.open_permission(now) {
+                            Open::Now => {
+                                st.reserve();
+                                Step::Open
+                            }
+                            Open::BackingOff { retry_at }
+                                if st.in_use() == 0 && st.connecting == 0 =>
+                            {
+                                Step::Fail(Grant::Unavailable {
+                                    last_error: st.last_error_text(),
+                                    retry_at,
+                                })
+                            }
+                            _ if matches!(wait, Wait::No) => Step::Exhausted,
+                            _ => Step::Wait(st.waiters.push_back(None)),
+                        }
+                    }
+                };
+                let (grant, known_broken_at) = match step {
+                    Step::Idle(idle, broken_at) => (Grant::Conn(idle), Some(broken_at)),
+                    Step::Open => (Grant::Slot, None),
+                    Step::Fail(grant) => (grant, None),
+                    Step::Exhausted => {
+                        return Err(self.timeout_error(TimeoutKind::Wait, Duration::ZERO))
+                    }
+                    Step::Wait(key) => {
+                        let turn = WaitTurn {
+                            shared: self,
+                            key: Some(key),
+                        };
+                        let limit = match wait {
+                            Wait::For(limit) => {
+                                let end = *deadline.get_or_insert(started + limit);
+                                Some(end.saturating_duration_since(now))
+                            }
+                            _ => None,
+                        };
+                        let span = tracing::debug_span!("pool.acquire.wait", pool.name = %self.config.name);
+                        match self.within(limit, turn).instrument(span).await {
+                            Some(grant) => (grant, None),
+                            None => {
+                                let after = match wait {
+                                    Wait::For(limit) => limit,
+                                    _ => Duration::ZERO,
+                                };
+                                return Err(self.timeout_error(TimeoutKind::Wait, after));
+                            }
+                        }
+                    }
+                };
+                match grant {
+                    Grant::Conn(idle) => {
+                        let broken_at = known_broken_at.unwrap_or_else(|| self.lock().broken_at);
+                        if let Some(pooled) =
+                            self.checkout(idle, broken_at, caller, started).await?
+                        {
+                            return Ok(pooled);
+                        }
+                    }
+                    Grant::Slot => {
+                        let slot = SlotGuard::adopt(self);
+                        return match self.open(slot).await {
+                            Opened::Conn(conn) => {
+                                let mut pooled = self.into_pooled(conn, caller, started);
+                                pooled.run_after_connect().await.map(|()| pooled)
+                            }
+                            Opened::Failed(err) => Err(err),
+                        };
+                    }
+                    Grant::Closed => return Err(PoolError::Closed),
+                    Grant::Unavailable {
+                        last_error,
+                        retry_at,
+                    } => {
+                        return Err(PoolError::Unavailable {
+                            last_error,
+                            retry_in: retry_at.saturating_duration_since(clock::now()),
+                        })
+                    }
+                }
+            }
+        }
+    }
+
+    /// Why `idle` must be checked before checkout, if it must.
+    fn check_reason(
+        &self,
+        idle: &Idle<M::Connection>,
+        broken_at: Option<Instant>,
+        now: Instant,
+    ) -> Option<CheckReason> {
+        if idle.dirty {
+            return Some(CheckReason::Dirty);
+        }
+        if broken_at.is_some_and(|at| idle.conn.info.last_checked <= at) {
+            return Some(CheckReason::PeerBroken);
+        }
+        match self.config.check_interval {
+            Some(interval) if now.saturating_duration_since(idle.idle_since) >= interval => {
+                Some(CheckReason::Idle)
+            }
+            _ => None,
+        }
+    }
+
+    /// Turns an idle (or handed-off) connection into a checkout, checking it first if
+    /// due. `Ok(None)`: it was unusable and is closed; try another.
+    async fn checkout(
+        self: &Arc<Self>,
+        idle: Idle<M::Connection>,
+        broken_at: Option<Instant>,
+        caller: &'static Location<'static>,
+        started: Instant,
+    ) -> Result<Option<Pooled<M>>, PoolError<M::Error>> {
+        let now = clock::now();
+        if idle.conn.info.expires_at.is_some_and(|at| at <= now) {
+            self.close_conn(idle.conn, CloseReason::Lifetime);
+            return Ok(None);
+        }
+        let reason = self.check_reason(&idle, broken_at, now);
+        let mut pooled = self.into_pooled(idle.conn, caller, started);
+        if let Some(reason) = reason {
+            pooled.checking = true;
+            let conn = pooled
+                .conn
+                .as_mut()
+                .expect("a new checkout holds its connection");
+            conn.info.check_reason = Some(reason);
+            let span = tracing::debug_span!(
+                "pool.recycle",
+                pool.name = %self.config.name,
+                connection.id = conn.info.id,
+                reason = ?reason
+            );
+            let checked = self
+                .within(
+                    self.config.recycle_timeout,
+                    self.manager.recycle(&mut conn.raw, &conn.info),
+                )
+                .instrument(span)
+                .await;
+            conn.info.check_reason = None;
+            match checked {
+                Some(Ok(())) => {
+                    conn.info.last_checked = clock::now();
+                    pooled.checking = false;
+                }
+                Some(Err(e)) => {
+                    let reason = if reason == CheckReason::Dirty {
+                        CloseReason::ResetFailed
+                    } else {
+                        CloseReason::Broken
+                    };
+                    tracing::debug!(
+                        pool.name = %self.config.name,
+                        error = %error_chain_string(&e),
+                        "connection failed its check before checkout"
+                    );
+                    pooled.discard(reason);
+                    return Ok(None);
+                }
+                None => {
+                    pooled.discard(CloseReason::CheckTimedOut);
+                    let after = self.config.recycle_timeout.unwrap_or_default();
+                    return Err(self.timeout_error(TimeoutKind::Recycle, after));
+                }
+            }
+        }
+        if !self.hooks.before_checkout.is_empty() {
+            pooled.checking = true;
+            let conn = pooled
+                .conn
+                .as_mut()
+                .expect("a new checkout holds its connection");
+            if let Err(e) =
+                hooks::run_async(&self.hooks.before_checkout, &mut conn.raw, &conn.info).await
+            {
+                tracing::debug!(pool.name = %self.config.name, error = %e, "before_checkout hook rejected a connection");
+                pooled.discard(CloseReason::HookRejected);
+                return Ok(None);
+            }
+            pooled.checking = false;
+        }
+        Ok(Some(pooled))
+    }
+
+    fn into_pooled(
+        self: &Arc<Self>,
+        mut conn: Conn<M::Connection>,
+        caller: &'static Location<'static>,
+        started: Instant,
+    ) -> Pooled<M> {
+        let now = clock::now();
+        conn.info.checkouts += 1;
+        self.metrics
+            .wait_time(now.saturating_duration_since(started));
+        let leak_key = self
+            .leaks
+            .as_ref()
+            .map(|leaks| lock_registry(leaks).insert(conn.info.id, now, caller));
+        Pooled::new(Arc::clone(self), conn, now, leak_key)
+    }
+
+    /// Opens one connection for a reserved slot, within `connect_timeout`.
+    pub(crate) async fn open(&self, slot: SlotGuard<'_, M>) -> Opened<M::Connection, M::Error> {
+        let started = clock::now();
+        let span = tracing::debug_span!("pool.connect", pool.name = %self.config.name);
+        let result = self
+            .within(self.config.connect_timeout, self.manager.connect())
+            .instrument(span)
+            .await;
+        match result {
+            Some(Ok(raw)) => match slot.connected(raw, started) {
+                Some(conn) => {
+                    tracing::debug!(pool.name = %self.config.name, connection.id = conn.info.id, "connection opened");
+                    Opened::Conn(conn)
+                }
+                None => Opened::Failed(PoolError::Closed),
+            },
+            Some(Err(e)) => {
+                let text = error_chain_string(&e);
+                tracing::warn!(pool.name = %self.config.name, error = %text, "connect failed");
+                slot.failed(text);
+                Opened::Failed(PoolError::Backend(e))
+            }
+            None => {
+                let after = self.config.connect_timeout.unwrap_or_default();
+                let text = format!("connect timed out after {after:?}");
+                tracing::warn!(pool.name = %self.config.name, "{text}");
+                slot.failed(text);
+                Opened::Failed(self.timeout_error(TimeoutKind::Connect, after))
+            }
+        }
+    }
+
+    /// Takes a returned connection back: keeps it (or hands it to the first waiter) if
+    /// it is usable, else closes it.
+    pub(crate) fn return_conn(&self, mut conn: Conn<M::Connection>, forced: Option<CloseReason>) {
+        let mut verdict = forced;
+        let mut dirty = std::thread::panicking();
+        if verdict.is_none() {
+            match self.judge_return(&mut conn) {
+                Ok(ReturnState::Clean) => {}
+                Ok(ReturnState::Dirty) => dirty = true,
+                Ok(ReturnState::Broken) => verdict = Some(CloseReason::Broken),
+                Err(reason) => verdict = Some(reason),
+            }
+        }
+        let now = clock::now();
+        if verdict.is_none() && conn.info.expires_at.is_some_and(|at| at <= now) {
+            verdict = Some(CloseReason::Lifetime);
+        }
+        let mut wake = WakeList::default();
+        let closing = {
+            let mut st = self.lock();
+            if st.closed {
+                verdict = Some(CloseReason::PoolClosed);
+            } else if verdict.is_none() && st.size > st.max_size {
+                verdict = Some(CloseReason::Resized);
+            }
+            match verdict {
+                None => {
+                    let idle = Idle {
+                        conn,
+                        idle_since: now,
+                        dirty,
+                    };
+                    st.put_back(idle, &mut wake);
+                    self.metrics
+                        .counts(st.idle.len(), st.in_use(), st.waiters.len());
+                    None
+                }
+                Some(reason) => {
+                    if reason.suspects_peers() {
+                        st.broken_at = Some(now);
+                    }
+                    st.release(now, &mut wake);
+                    Some((conn, reason))
+                }
+            }
+        };
+        wake.wake();
+        if let Some((conn, reason)) = closing {
+            self.log_close(conn, reason);
+        }
+    }
+
+    /// Asks the manager and the `after_return` hooks whether a returned connection may
+    /// be kept. Their panics count as "no": a panic in `Drop` must not escape.
+    fn judge_return(&self, conn: &mut Conn<M::Connection>) -> Result<ReturnState, CloseReason> {
+        let judged = catch_unwind(AssertUnwindSafe(|| {
+            if self.manager.has_broken(&mut conn.raw) {
+                return Err(CloseReason::Broken);
+            }
+            for hook in &self.hooks.after_return {
+                if let Err(e) = hook(&mut conn.raw, &conn.info) {
+                    tracing::debug!(pool.name = %self.config.name, error = %e, "after_return hook rejected a connection");
+                    return Err(CloseReason::HookRejected);
+                }
+            }
+            Ok(self.manager.return_state(&mut conn.raw))
+        }));
+        judged.unwrap_or_else(|_| {
+            tracing::error!(pool.name = %self.config.name, "has_broken, return_state or an after_return hook panicked; closing the connection");
+            Err(CloseReason::Broken)
+        })
+    }
+
+    /// Closes a counted connection: frees its room, then drops it outside the lock.
+    pub(crate) fn close_conn(&self, conn: Conn<M::Connection>, reason: CloseReason) {
+        let now = clock::now();
+        let mut wake = WakeList::default();
+        {
+            let mut st = self.lock();
+            if reason.suspects_peers() {
+                st.broken_at = Some(now);
+            }
+            st.release(now, &mut wake);
+        }
+        wake.wake();
+        self.log_close(conn, reason);
+    }
+
+    /// Frees the room of a connection leaving the pool without being closed.
+    pub(crate) fn forget_conn(&self) {
+        let mut wake = WakeList::default();
+        self.lock().release(clock::now(), &mut wake);
+        wake.wake();
+    }
+
+    /// Reports and drops a connection whose room was already freed.
+    pub(crate) fn log_close(&self, conn: Conn<M::Connection>, reason: CloseReason) {
+        tracing::debug!(
+            pool.name = %self.config.name,
+            connection.id = conn.info.id,
+            reason = reason.as_str(),
+            "connection closed"
+        );
+        self.metrics.closed(reason);
+        drop(conn);
+    }
+
+    pub(crate) fn leak_done(&self, key: usize) {
+        if let Some(leaks) = &self.leaks {
+            lock_registry(leaks).remove(key);
+        }
+    }
+}
+
+pub(crate) fn lock_registry(leaks: &Mutex<LeakRegistry>) -> MutexGuard<'_, LeakRegistry> {
+    leaks.lock().unwrap_or_else(|poison| poison.into_inner())
+}

@@ -1,0 +1,298 @@
+//! The pool's bookkeeping, kept under one mutex and changed only by the methods here.
+//!
+//! The invariant every method keeps: `size == idle.len() + in_use + connecting`, where
+//! each counted connection is owned by exactly one of: the idle list, a
+//! [`SlotGuard`](crate::pool::SlotGuard) (being opened), a
+//! [`Pooled`](crate::Pooled) (checked out or being checked), or a waiter's grant. Those
+//! owners give their unit back in `Drop`, so a cancelled or panicking caller cannot leak
+//! one. Nothing here awaits or calls user code.
+
+use std::collections::VecDeque;
+use std::task::Waker;
+use std::time::{Duration, Instant};
+
+use crate::waiters::WaitQueue;
+use crate::{ConnectionInfo, Reuse, Status};
+
+/// A live connection and what the pool knows about it.
+pub(crate) struct Conn<C> {
+    pub(crate) raw: C,
+    pub(crate) info: ConnectionInfo,
+}
+
+/// A connection resting in the pool.
+pub(crate) struct Idle<C> {
+    pub(crate) conn: Conn<C>,
+    pub(crate) idle_since: Instant,
+    /// Returned in an unknown session state: reset before its next checkout.
+    pub(crate) dirty: bool,
+}
+
+/// What a parked caller is handed.
+pub(crate) enum Grant<C> {
+    /// A returned connection, straight from the returning user.
+    Conn(Idle<C>),
+    /// Room to open a connection: `size` and `connecting` already count it.
+    Slot,
+    /// The pool was closed.
+    Closed,
+    /// The database is down and nothing can come back: fail at once.
+    Unavailable {
+        last_error: String,
+        retry_at: Instant,
+    },
+}
+
+/// The connect back-off after consecutive failures.
+pub(crate) struct Backoff {
+    pub(crate) failures: u32,
+    pub(crate) retry_at: Instant,
+}
+
+/// Settings the state needs to make its own decisions.
+pub(crate) struct Limits {
+    pub(crate) max_connecting: usize,
+    pub(crate) backoff_initial: Duration,
+    pub(crate) backoff_max: Duration,
+    pub(crate) reuse: Reuse,
+}
+
+/// May a caller open a connection now?
+pub(crate) enum Open {
+    Now,
+    /// The pool is full or enough connects are already under way: wait.
+    Later,
+    /// Connects are failing and the next attempt is not yet due.
+    BackingOff {
+        retry_at: Instant,
+    },
+}
+
+/// Wakers collected under the lock and woken after it is released.
+#[derive(Default)]
+pub(crate) struct WakeList {
+    first: Option<Waker>,
+    rest: Vec<Waker>,
+}
+
+impl WakeList {
+    pub(crate) fn push(&mut self, waker: Option<Waker>) {
+        let Some(waker) = waker else { return };
+        if self.first.is_none() {
+            self.first = Some(waker);
+        } else {
+            self.rest.push(waker);
+        }
+    }
+
+    pub(crate) fn wake(self) {
+        if let Some(first) = self.first {
+            first.wake();
+        }
+        for waker in self.rest {
+            waker.wake();
+        }
+    }
+}
+
+pub(crate) struct State<C> {
+    pub(crate) idle: VecDeque<Idle<C>>,
+    pub(crate) size: usize,
+    pub(crate) connecting: usize,
+    pub(crate) max_size: usize,
+    pub(crate) min_idle: usize,
+    pub(crate) waiters: WaitQueue<Grant<C>>,
+    pub(crate) closed: bool,
+    pub(crate) backoff: Option<Backoff>,
+    pub(crate) last_connect_error: Option<String>,
+    /// When a connection was last found broken; idle ones last checked before then are
+    /// due for a check.
+    pub(crate) broken_at: Option<Instant>,
+    upkeep_waker: Option<Waker>,
+    upkeep_notified: bool,
+    close_wakers: Vec<Waker>,
+    pub(crate) limits: Limits,
+}
+
+impl<C> State<C> {
+    pub(crate) fn new(max_size: usize, min_idle: usize, limits: Limits) -> Self {
+        State {
+            idle: VecDeque::with_capacity(max_size),
+            size: 0,
+            connecting: 0,
+            max_size,
+            min_idle,
+            waiters: WaitQueue::new(),
+            closed: false,
+            backoff: None,
+            last_connect_error: None,
+            broken_at: None,
+            upkeep_waker: None,
+            upkeep_notified: false,
+            close_wakers: Vec::new(),
+            limits,
+        }
+    }
+
+    pub(crate) fn in_use(&self) -> usize {
+        self.size - self.idle.len() - self.connecting
+    }
+
+    pub(crate) fn status(&self) -> Status {
+        Status {
+            max_size: self.max_size,
+            size: self.size,
+            idle: self.idle.len(),
+            in_use: self.in_use(),
+            connecting: self.connecting,
+            waiting: self.waiters.len(),
+        }
+    }
+
+    pub(crate) fn open_permission(&self, now: Instant) -> Open {
+        if self.size >= self.max_size {
+            return Open::Later;
+        }
+        match &self.backoff {
+            Some(backoff) if now < backoff.retry_at => Open::BackingOff {
+                retry_at: backoff.retry_at,
+            },
+            // After failures, one probe at a time until a connect succeeds.
+            Some(_) if self.connecting > 0 => Open::Later,
+            _ if self.connecting >= self.limits.max_connecting => Open::Later,
+            _ => Open::Now,
+        }
+    }
+
+    /// Counts a connection about to be opened.
+    pub(crate) fn reserve(&mut self) {
+        self.size += 1;
+        self.connecting += 1;
+    }
+
+    pub(crate) fn take_idle(&mut self) -> Option<Idle<C>> {
+        match self.limits.reuse {
+            Reuse::MostRecent => self.idle.pop_back(),
+            Reuse::Fifo => self.idle.pop_front(),
+        }
+    }
+
+    /// A usable connection comes back: to the first waiter, else to the idle list.
+    pub(crate) fn put_back(&mut self, idle: Idle<C>, wake: &mut WakeList) {
+        match self.waiters.pop_front() {
+            Some(key) => wake.push(self.waiters.grant(key, Grant::Conn(idle))),
+            None => self.idle.push_back(idle),
+        }
+    }
+
+    /// Gives waiters whatever the pool can give now: idle connections, room to open
+    /// one, or (when the database is down and nothing can come back) the failure.
+    pub(crate) fn dispatch(&mut self, now: Instant, wake: &mut WakeList) {
+        while !self.waiters.is_empty() {
+            if let Some(idle) = self.take_idle() {
+                self.put_back(idle, wake);
+                continue;
+            }
+            match self.open_permission(now) {
+                Open::Now => {
+                    let key = self.waiters.pop_front().expect("waiters is not empty");
+                    self.reserve();
+                    wake.push(self.waiters.grant(key, Grant::Slot));
+                }
+                Open::Later => break,
+                Open::BackingOff { retry_at } => {
+                    if self.in_use() == 0 && self.connecting == 0 {
+                        let last_error = self.last_error_text();
+                        while let Some(key) = self.waiters.pop_front() {
+                            let grant = Grant::Unavailable {
+                                last_error: last_error.clone(),
+                                retry_at,
+                            };
+                            wake.push(self.waiters.grant(key, grant));
+                        }
+                    }
+                    break;
+                }
+            }
+        }
+    }
+
+    pub(crate) fn last_error_text(&self) -> String {
+        self.last_connect_error
+            .clone()
+            .unwrap_or_else(|| "connect failed".to_owned())
+    }
+
+    /// One counted connection is gone (closed, detached, or never opened).
+    pub(crate) fn release(&mut self, now: Instant, wake: &mut WakeList) {
+        self.size -= 1;
+        self.dispatch(now, wake);
+        self.size_dropped(wake);
+    }
+
+    /// A reserved connect ended without a connection.
+    pub(crate) fn unreserve(&mut self, now: Instant, wake: &mut WakeList) {
+        self.connecting -= 1;
+        self.release(now, wake);
+    }
+
+    fn size_dropped(&mut self, wake: &mut WakeList) {
+        if self.closed {
+            if self.size == 0 {
+                for waker in self.close_wakers.drain(..) {
+                    wake.push(Some(waker));
+                }
+            }
+        } else if self.idle.len() + self.connecting < self.min_idle {
+            self.notify_upkeep(wake);
+        }
+    }
+
+    /// A connect succeeded: the database is reachable again.
+    pub(crate) fn connected(&mut self) {
+        self.connecting -= 1;
+        self.backoff = None;
+        self.last_connect_error = None;
+    }
+
+    /// A connect failed: back off, doubling the wait with each consecutive failure.
+    pub(crate) fn connect_failed(&mut self, now: Instant, error: String) {
+        let failures = self.backoff.as_ref().map_or(0, |b| b.failures) + 1;
+        let doublings = (failures - 1).min(20);
+        let delay = self
+            .limits
+            .backoff_initial
+            .saturating_mul(1 << doublings)
+            .min(self.limits.backoff_max);
+        // A little jitter so many pools do not retry in step.
+        let jitter = delay.mul_f64(fastrand::f64() * 0.2);
+        self.backoff = Some(Backoff {
+            failures,
+            retry_at: now + delay - jitter,
+        });
+        self.last_connect_error = Some(error);
+    }
+
+    pub(crate) fn notify_upkeep(&mut self, wake: &mut WakeList) {
+        self.upkeep_notified = true;
+        wake.push(self.upkeep_waker.take());
+    }
+
+    /// Upkeep checks for a notification, registering to be woken by the next one.
+    pub(crate) fn poll_upkeep_notified(&mut self, waker: &Waker) -> bool {
+        if std::mem::take(&mut self.upkeep_notified) || self.closed {
+            return true;
+        }
+        self.upkeep_waker = Some(waker.clone());
+        false
+    }
+
+    /// `close` checks whether every connection is gone, registering to be woken if not.
+    pub(crate) fn poll_all_closed(&mut self, waker: &Waker) -> bool {
+        if self.size == 0 {
+            return true;
+        }
+        self.close_wakers.push(waker.clone());
+        false
+    }
+}

@@ -1,0 +1,189 @@
+//! Background upkeep: closes expired and long-idle connections, reports leaks, and
+//! keeps `min_idle` connections open. A future the user drives on any executor.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Weak};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use crate::metrics::CloseReason;
+use crate::pool::{lock_registry, Opened, Shared, SlotGuard};
+use crate::state::{Open, WakeList};
+use crate::{clock, Manager, Pool, Pooled};
+
+/// The longest upkeep sleeps between passes, so connections returned meanwhile are
+/// looked at without a wake-up on the hot path.
+const MAX_PAUSE: Duration = Duration::from_secs(1);
+
+fn earliest(a: Option<Instant>, b: Instant) -> Option<Instant> {
+    Some(a.map_or(b, |a| a.min(b)))
+}
+
+impl<M: Manager> Pool<M> {
+    /// The pool's background upkeep, for the caller to run on its executor: it closes
+    /// idle connections past `max_lifetime` or `idle_timeout` (keeping `min_idle`),
+    /// opens connections up to `min_idle` (respecting the connect back-off), and
+    /// reports leaks past `leak_threshold`.
+    ///
+    /// It holds only a weak reference, so it ends by itself when the pool is closed or
+    /// dropped. Its timer is the pool's runtime; without one it makes one pass and
+    /// ends. Checkout and return enforce lifetimes on their own, so a pool without
+    /// upkeep is still correct; it just keeps expired idle connections open longer and
+    /// does not keep `min_idle` warm.
+    pub fn upkeep(&self) -> impl Future<Output = ()> + Send + 'static {
+        let weak = Arc::downgrade(&self.shared);
+        async move {
+            loop {
+                let Some(shared) = weak.upgrade() else { return };
+                let Some(pause) = shared.upkeep_pass().await else {
+                    return;
+                };
+                let Some(runtime) = shared.runtime else {
+                    tracing::warn!(pool.name = %shared.config.name, "pool upkeep has no runtime to sleep on; it ran once and stopped");
+                    return;
+                };
+                drop(shared);
+                let signal = UpkeepSignal { weak: weak.clone() };
+                let _ = deadpool_runtime::timeout(runtime, pause, signal).await;
+            }
+        }
+    }
+
+    /// Spawns [`upkeep`](Self::upkeep) on the current tokio runtime.
+    ///
+    /// # Panics
+    /// Outside a tokio runtime, as `tokio::spawn` does.
+    #[cfg(feature = "tokio")]
+    pub fn spawn_upkeep(&self) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(self.upkeep())
+    }
+}
+
+/// Wakes upkeep early: a connection was closed, the pool fell below `min_idle`, or it
+/// was closed.
+struct UpkeepSignal<M: Manager> {
+    weak: Weak<Shared<M>>,
+}
+
+impl<M: Manager> Future for UpkeepSignal<M> {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        match self.weak.upgrade() {
+            None => Poll::Ready(()),
+            Some(shared) => {
+                if shared.lock().poll_upkeep_notified(cx.waker()) {
+                    Poll::Ready(())
+                } else {
+                    Poll::Pending
+                }
+            }
+        }
+    }
+}
+
+impl<M: Manager> Shared<M> {
+    /// One upkeep pass. Returns how long to sleep before the next, or `None` once the
+    /// pool is closed.
+    pub(crate) async fn upkeep_pass(self: &Arc<Self>) -> Option<Duration> {
+        let now = clock::now();
+        let mut next: Option<Instant> = None;
+        let mut closing = Vec::new();
+        let mut wake = WakeList::default();
+        {
+            let mut st = self.lock();
+            if st.closed {
+                return None;
+            }
+            let mut index = 0;
+            while index < st.idle.len() {
+                match st.idle[index].conn.info.expires_at {
+                    Some(at) if at <= now => {
+                        let idle = st.idle.remove(index).expect("index is in bounds");
+                        closing.push((idle.conn, CloseReason::Lifetime));
+                    }
+                    Some(at) => {
+                        next = earliest(next, at);
+                        index += 1;
+                    }
+                    None => index += 1,
+                }
+            }
+            if let Some(idle_timeout) = self.config.idle_timeout {
+                // The idle list is ordered by return time, oldest first.
+                while st.idle.len() > st.min_idle {
+                    let since = st.idle[0].idle_since;
+                    if since + idle_timeout > now {
+                        next = earliest(next, since + idle_timeout);
+                        break;
+                    }
+                    let idle = st.idle.pop_front().expect("idle is not empty");
+                    closing.push((idle.conn, CloseReason::Idle));
+                }
+            }
+            for _ in &closing {
+                st.release(now, &mut wake);
+            }
+        }
+        wake.wake();
+        for (conn, reason) in closing {
+            self.log_close(conn, reason);
+        }
+
+        if let (Some(threshold), Some(leaks)) = (self.config.leak_threshold, &self.leaks) {
+            if let Some(due) = lock_registry(leaks).report(&self.config.name, threshold, now) {
+                next = earliest(next, due);
+            }
+        }
+
+        loop {
+            let now = clock::now();
+            let open = {
+                let mut st = self.lock();
+                if st.closed {
+                    return None;
+                }
+                if st.idle.len() + st.connecting >= st.min_idle {
+                    false
+                } else {
+                    match st.open_permission(now) {
+                        Open::Now => {
+                            st.reserve();
+                            true
+                        }
+                        Open::BackingOff { retry_at } => {
+                            next = earliest(next, retry_at);
+                            false
+                        }
+                        Open::Later => false,
+                    }
+                }
+            };
+            if !open {
+                break;
+            }
+            match self.open(SlotGuard::adopt(self)).await {
+                Opened::Conn(conn) => {
+                    let mut fresh = Pooled::new(Arc::clone(self), conn, now, None);
+                    if fresh.run_after_connect().await.is_ok() {
+                        // Dropping it returns it: to a waiter, or to the idle list.
+                        drop(fresh);
+                    }
+                }
+                Opened::Failed(_) => {
+                    if let Some(backoff) = &self.lock().backoff {
+                        next = earliest(next, backoff.retry_at);
+                    }
+                    break;
+                }
+            }
+        }
+
+        let now = clock::now();
+        let pause = next
+            .map(|at| at.saturating_duration_since(now))
+            .unwrap_or(MAX_PAUSE)
+            .min(MAX_PAUSE);
+        Some(pause)
+    }
+}
