@@ -1,0 +1,14 @@
+//! Test kit for the pool crates.
+//!
+//! - [`mock`]: a [`pool_core::Manager`] without a database, with scripted faults
+//!   (connects that fail, hang or panic, recycles that fail, slow operations,
+//!   connections killed server-side) and counters, so the pool's state machine can be
+//!   tested on its own.
+//! - [`conformance`]: one generic body of cases every backend runs through its
+//!   [`conformance::Backend`] implementation; `cargo xtask conformance` gathers the
+//!   results of every backend into a matrix.
+//!
+//! Drivers use this crate as a dev-dependency only.
+
+pub mod conformance;
+pub mod mock;
