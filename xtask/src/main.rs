@@ -325,20 +325,75 @@ fn matrix(backends: &[&Backend], results: &[CaseResult]) -> String {
         .collect();
 
     let mut out = String::new();
-    let _ = write!(out, "{:<case_width$}", "case");
+    let mut row = format!("{:<case_width$}", "case");
     for (backend, width) in backends.iter().zip(&widths) {
-        let _ = write!(out, "  {:<width$}", backend.name);
+        let _ = write!(row, "  {:<width$}", backend.name);
     }
+    out.push_str(row.trim_end());
     out.push('\n');
     for case in &cases {
-        let _ = write!(out, "{case:<case_width$}");
+        let mut row = format!("{case:<case_width$}");
         for (backend, width) in backends.iter().zip(&widths) {
             let cell = cells
                 .get(&(*case, backend.name))
                 .map_or("-", String::as_str);
-            let _ = write!(out, "  {cell:<width$}");
+            let _ = write!(row, "  {cell:<width$}");
         }
+        out.push_str(row.trim_end());
         out.push('\n');
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn report_lines_parse() {
+        let ok = parse_line(
+            r#"{"backend":"mock","case":"reuses","passed":true,"millis":12,"error":null}"#,
+        )
+        .unwrap();
+        assert!(ok.passed && ok.error.is_none() && ok.millis == 12);
+        let failed =
+            parse_line(r#"{"backend":"pg","case":"c","passed":false,"millis":3,"error":"boom"}"#)
+                .unwrap();
+        assert_eq!(failed.error.as_deref(), Some("boom"));
+        assert!(parse_line("not json").is_none());
+        assert!(parse_line(r#"{"backend":"mock"}"#).is_none());
+    }
+
+    #[test]
+    fn matrix_shows_pass_fail_and_missing() {
+        let backends = [
+            &Backend {
+                name: "mock",
+                package: "pool-testkit",
+                test: "conformance",
+            },
+            &Backend {
+                name: "postgres",
+                package: "pool-postgres",
+                test: "conformance",
+            },
+        ];
+        let result = |backend: &str, case: &str, passed: bool| CaseResult {
+            backend: backend.into(),
+            case: case.into(),
+            passed,
+            millis: 7,
+            error: None,
+        };
+        let results = [
+            result("mock", "first_case", true),
+            result("mock", "second", true),
+            result("postgres", "first_case", false),
+        ];
+        let text = matrix(&backends, &results);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "case        mock      postgres");
+        assert_eq!(lines[1], "first_case  pass 7ms  FAIL");
+        assert_eq!(lines[2], "second      pass 7ms  -");
+    }
 }
