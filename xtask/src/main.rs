@@ -263,8 +263,8 @@ fn conformance(args: &[String]) -> Result<(), String> {
         let (count, failed) = ran.fold((0, 0), |(n, f), r| (n + 1, f + usize::from(!r.passed)));
         let run_failure = run_failures.iter().find(|(name, _)| *name == backend.name);
         if count == 0 {
-            let why = run_failure.map_or("", |(_, why)| why.as_str());
-            problems.push(format!("{}: wrote no results {why}", backend.name));
+            let why = run_failure.map_or(String::new(), |(_, why)| format!(" (test {why})"));
+            problems.push(format!("{}: wrote no results{why}", backend.name));
         } else if let (Some((_, why)), 0) = (run_failure, failed) {
             problems.push(format!("{}: test binary failed ({why})", backend.name));
         }
