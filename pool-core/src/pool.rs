@@ -177,21 +177,18 @@ impl<M: Manager> Pool<M> {
                 ));
             }
             st.max_size = max_size;
-            while st.size > max_size {
-                // Oldest first: they would be reused last.
-                let Some(idle) = st.idle.pop_front() else {
-                    break;
-                };
-                st.size -= 1;
-                excess.push(idle.conn);
-            }
+            // Oldest first: they would be reused last. Still counted until closed.
+            let excess_count = st.size.saturating_sub(max_size).min(st.idle.len());
+            excess.extend(
+                st.idle
+                    .drain(..excess_count)
+                    .map(|idle| (idle.conn, CloseReason::Resized)),
+            );
             st.dispatch(now, &mut wake);
         }
         wake.wake();
         self.shared.metrics.resized(max_size);
-        for conn in excess {
-            self.shared.log_close(conn, CloseReason::Resized);
-        }
+        self.shared.close_counted(excess);
         Ok(())
     }
 
@@ -238,17 +235,14 @@ impl<M: Manager> Pool<M> {
                 wake.push(st.waiters.grant(key, Grant::Closed));
             }
             let idle: Vec<_> = st.idle.drain(..).collect();
-            st.size -= idle.len();
             st.notify_upkeep(&mut wake);
-            if st.size == 0 {
-                st.dispatch(clock::now(), &mut wake);
-            }
             idle
         };
         wake.wake();
-        for idle in idle {
-            self.shared.log_close(idle.conn, CloseReason::PoolClosed);
-        }
+        self.shared.close_counted(
+            idle.into_iter()
+                .map(|idle| (idle.conn, CloseReason::PoolClosed)),
+        );
         let all_closed = AllClosed {
             shared: &self.shared,
         };
@@ -279,26 +273,23 @@ struct Retaining<'a, M: Manager> {
 
 impl<M: Manager> Drop for Retaining<'_, M> {
     fn drop(&mut self) {
-        let now = clock::now();
         let mut wake = WakeList::default();
         {
             let mut st = self.shared.lock();
             for idle in self.kept.drain(..).chain(self.pending.by_ref()) {
                 if st.closed {
-                    st.size -= 1;
                     self.removed.push(idle.conn);
                 } else {
                     st.put_back(idle, &mut wake);
                 }
             }
-            for _ in &self.removed {
-                st.release(now, &mut wake);
-            }
         }
         wake.wake();
-        for conn in self.removed.drain(..) {
-            self.shared.log_close(conn, CloseReason::Retain);
-        }
+        self.shared.close_counted(
+            self.removed
+                .drain(..)
+                .map(|conn| (conn, CloseReason::Retain)),
+        );
     }
 }
 
@@ -350,7 +341,7 @@ impl<M: Manager> Drop for WaitTurn<'_, M> {
             match st.waiters.cancel(key) {
                 Some(Grant::Conn(idle)) => st.put_back(idle, &mut wake),
                 Some(Grant::Slot) => st.unreserve(now, &mut wake),
-                Some(Grant::Closed | Grant::Unavailable { .. }) | None => {}
+                Some(Grant::Closed | Grant::Unavailable { .. } | Grant::Retry { .. }) | None => {}
             }
         }
         wake.wake();
@@ -500,9 +491,9 @@ impl<M: Manager> Shared<M> {
                 return Err(PoolError::NoRuntime);
             }
             let started = clock::now();
+            let mut now = started;
             let mut deadline: Option<Instant> = None;
             loop {
-                let now = clock::now();
                 enum Step<C> {
                     Idle(Idle<C>, Option<Instant>),
                     Open,
@@ -525,10 +516,7 @@ impl<M: Manager> Shared<M> {
                             Open::BackingOff { retry_at }
                                 if st.in_use() == 0 && st.connecting == 0 =>
                             {
-                                Step::Fail(Grant::Unavailable {
-                                    last_error: st.last_error_text(),
-                                    retry_at,
-                                })
+                                Step::Fail(st.backoff_grant(retry_at))
                             }
                             _ if matches!(wait, Wait::No) => Step::Exhausted,
                             _ => Step::Wait(st.waiters.push_back(None)),
@@ -569,24 +557,56 @@ impl<M: Manager> Shared<M> {
                 };
                 match grant {
                     Grant::Conn(idle) => {
-                        let broken_at = known_broken_at.unwrap_or_else(|| self.lock().broken_at);
+                        // A connection handed over after a wait: time has passed.
+                        let (broken_at, at) = match known_broken_at {
+                            Some(broken_at) => (broken_at, now),
+                            None => (self.lock().broken_at, clock::now()),
+                        };
                         if let Some(pooled) =
-                            self.checkout(idle, broken_at, caller, started).await?
+                            self.checkout(idle, broken_at, at, caller, started).await?
                         {
                             return Ok(pooled);
                         }
+                        now = clock::now();
                     }
                     Grant::Slot => {
                         let slot = SlotGuard::adopt(self);
                         return match self.open(slot).await {
                             Opened::Conn(conn) => {
-                                let mut pooled = self.into_pooled(conn, caller, started);
+                                let mut pooled =
+                                    self.into_pooled(conn, clock::now(), caller, started);
                                 pooled.run_after_connect().await.map(|()| pooled)
                             }
                             Opened::Failed(err) => Err(err),
                         };
                     }
                     Grant::Closed => return Err(PoolError::Closed),
+                    Grant::Retry { retry_at } => {
+                        let limit = match wait {
+                            Wait::For(limit) => Some(*deadline.get_or_insert(started + limit)),
+                            Wait::Forever => None,
+                            Wait::No => Some(now),
+                        };
+                        if self.runtime.is_none() || limit.is_some_and(|end| end <= now) {
+                            // No time to wait out the back-off: report the failure.
+                            let last_error = self.lock().last_error_text();
+                            return Err(PoolError::Unavailable {
+                                last_error,
+                                retry_in: retry_at.saturating_duration_since(now),
+                            });
+                        }
+                        let until = limit.map_or(retry_at, |end| end.min(retry_at));
+                        let pause = until.saturating_duration_since(now);
+                        let _ = self.within(Some(pause), std::future::pending::<()>()).await;
+                        now = clock::now();
+                        if limit.is_some_and(|end| end <= now) {
+                            let after = match wait {
+                                Wait::For(limit) => limit,
+                                _ => Duration::ZERO,
+                            };
+                            return Err(self.timeout_error(TimeoutKind::Wait, after));
+                        }
+                    }
                     Grant::Unavailable {
                         last_error,
                         retry_at,
@@ -628,16 +648,16 @@ impl<M: Manager> Shared<M> {
         self: &Arc<Self>,
         idle: Idle<M::Connection>,
         broken_at: Option<Instant>,
+        now: Instant,
         caller: &'static Location<'static>,
         started: Instant,
     ) -> Result<Option<Pooled<M>>, PoolError<M::Error>> {
-        let now = clock::now();
         if idle.conn.info.expires_at.is_some_and(|at| at <= now) {
             self.close_conn(idle.conn, CloseReason::Lifetime);
             return Ok(None);
         }
         let reason = self.check_reason(&idle, broken_at, now);
-        let mut pooled = self.into_pooled(idle.conn, caller, started);
+        let mut pooled = self.into_pooled(idle.conn, now, caller, started);
         if let Some(reason) = reason {
             pooled.checking = true;
             let conn = pooled
@@ -706,10 +726,10 @@ impl<M: Manager> Shared<M> {
     fn into_pooled(
         self: &Arc<Self>,
         mut conn: Conn<M::Connection>,
+        now: Instant,
         caller: &'static Location<'static>,
         started: Instant,
     ) -> Pooled<M> {
-        let now = clock::now();
         conn.info.checkouts += 1;
         self.metrics
             .wait_time(now.saturating_duration_since(started));
@@ -789,18 +809,12 @@ impl<M: Manager> Shared<M> {
                         .counts(st.idle.len(), st.in_use(), st.waiters.len());
                     None
                 }
-                Some(reason) => {
-                    if reason.suspects_peers() {
-                        st.broken_at = Some(now);
-                    }
-                    st.release(now, &mut wake);
-                    Some((conn, reason))
-                }
+                Some(reason) => Some((conn, reason)),
             }
         };
         wake.wake();
         if let Some((conn, reason)) = closing {
-            self.log_close(conn, reason);
+            self.close_conn(conn, reason);
         }
     }
 
@@ -825,30 +839,49 @@ impl<M: Manager> Shared<M> {
         })
     }
 
-    /// Closes a counted connection: frees its room, then drops it outside the lock.
+    /// Closes a counted connection; see [`close_counted`](Self::close_counted).
     pub(crate) fn close_conn(&self, conn: Conn<M::Connection>, reason: CloseReason) {
+        self.close_counted(std::iter::once((conn, reason)));
+    }
+
+    /// Closes connections that are still counted in `size`: drops them first, outside
+    /// the lock, and only then frees their room, so a new connection never exists
+    /// beside the one it replaces and `max_size` holds for the server too.
+    pub(crate) fn close_counted(
+        &self,
+        conns: impl IntoIterator<Item = (Conn<M::Connection>, CloseReason)>,
+    ) {
+        let mut closed = 0;
+        let mut suspect = false;
+        for (conn, reason) in conns {
+            closed += 1;
+            suspect |= reason.suspects_peers();
+            self.log_close(conn, reason);
+        }
+        if closed == 0 {
+            return;
+        }
         let now = clock::now();
         let mut wake = WakeList::default();
         {
             let mut st = self.lock();
-            if reason.suspects_peers() {
+            if suspect {
                 st.broken_at = Some(now);
             }
-            st.release(now, &mut wake);
+            st.release(closed, now, &mut wake);
         }
         wake.wake();
-        self.log_close(conn, reason);
     }
 
     /// Frees the room of a connection leaving the pool without being closed.
     pub(crate) fn forget_conn(&self) {
         let mut wake = WakeList::default();
-        self.lock().release(clock::now(), &mut wake);
+        self.lock().release(1, clock::now(), &mut wake);
         wake.wake();
     }
 
-    /// Reports and drops a connection whose room was already freed.
-    pub(crate) fn log_close(&self, conn: Conn<M::Connection>, reason: CloseReason) {
+    /// Reports and drops a connection (its room is freed by the caller).
+    fn log_close(&self, conn: Conn<M::Connection>, reason: CloseReason) {
         tracing::debug!(
             pool.name = %self.config.name,
             connection.id = conn.info.id,

@@ -41,7 +41,15 @@ pub(crate) enum Grant<C> {
         last_error: String,
         retry_at: Instant,
     },
+    /// A connect just failed and nothing can come back: wait out the back-off, then
+    /// try again (one caller probes, the rest queue behind it).
+    Retry { retry_at: Instant },
 }
+
+/// Consecutive connect failures after which the database is taken to be down, and
+/// callers that nothing could serve fail at once instead of waiting out the back-off.
+/// One failure may be a blip; two in a row, with a back-off between them, is an outage.
+pub(crate) const DOWN_AFTER_FAILURES: u32 = 2;
 
 /// The connect back-off after consecutive failures.
 pub(crate) struct Backoff {
@@ -202,12 +210,8 @@ impl<C> State<C> {
                 Open::Later => break,
                 Open::BackingOff { retry_at } => {
                     if self.in_use() == 0 && self.connecting == 0 {
-                        let last_error = self.last_error_text();
                         while let Some(key) = self.waiters.pop_front() {
-                            let grant = Grant::Unavailable {
-                                last_error: last_error.clone(),
-                                retry_at,
-                            };
+                            let grant = self.backoff_grant(retry_at);
                             wake.push(self.waiters.grant(key, grant));
                         }
                     }
@@ -217,15 +221,29 @@ impl<C> State<C> {
         }
     }
 
+    /// What a caller gets when connects are backing off and nothing can come back:
+    /// a retry after a single failure, the failure itself once the database is down.
+    pub(crate) fn backoff_grant(&self, retry_at: Instant) -> Grant<C> {
+        let failures = self.backoff.as_ref().map_or(0, |b| b.failures);
+        if failures >= DOWN_AFTER_FAILURES {
+            Grant::Unavailable {
+                last_error: self.last_error_text(),
+                retry_at,
+            }
+        } else {
+            Grant::Retry { retry_at }
+        }
+    }
+
     pub(crate) fn last_error_text(&self) -> String {
         self.last_connect_error
             .clone()
             .unwrap_or_else(|| "connect failed".to_owned())
     }
 
-    /// One counted connection is gone (closed, detached, or never opened).
-    pub(crate) fn release(&mut self, now: Instant, wake: &mut WakeList) {
-        self.size -= 1;
+    /// `count` counted connections are gone (closed, detached, or never opened).
+    pub(crate) fn release(&mut self, count: usize, now: Instant, wake: &mut WakeList) {
+        self.size -= count;
         self.dispatch(now, wake);
         self.size_dropped(wake);
     }
@@ -233,7 +251,7 @@ impl<C> State<C> {
     /// A reserved connect ended without a connection.
     pub(crate) fn unreserve(&mut self, now: Instant, wake: &mut WakeList) {
         self.connecting -= 1;
-        self.release(now, wake);
+        self.release(1, now, wake);
     }
 
     fn size_dropped(&mut self, wake: &mut WakeList) {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::metrics::CloseReason;
 use crate::pool::{lock_registry, Opened, Shared, SlotGuard};
-use crate::state::{Open, WakeList};
+use crate::state::Open;
 use crate::{clock, Manager, Pool, Pooled};
 
 /// The longest upkeep sleeps between passes, so connections returned meanwhile are
@@ -89,7 +89,6 @@ impl<M: Manager> Shared<M> {
         let now = clock::now();
         let mut next: Option<Instant> = None;
         let mut closing = Vec::new();
-        let mut wake = WakeList::default();
         {
             let mut st = self.lock();
             if st.closed {
@@ -121,14 +120,8 @@ impl<M: Manager> Shared<M> {
                     closing.push((idle.conn, CloseReason::Idle));
                 }
             }
-            for _ in &closing {
-                st.release(now, &mut wake);
-            }
         }
-        wake.wake();
-        for (conn, reason) in closing {
-            self.log_close(conn, reason);
-        }
+        self.close_counted(closing);
 
         if let (Some(threshold), Some(leaks)) = (self.config.leak_threshold, &self.leaks) {
             if let Some(due) = lock_registry(leaks).report(&self.config.name, threshold, now) {
