@@ -412,6 +412,14 @@ impl<M: Manager> Drop for SlotGuard<'_, M> {
     }
 }
 
+/// What a check before checkout ended in.
+pub(crate) enum Checked {
+    Usable,
+    /// Close the connection, for this reason.
+    Failed(CloseReason),
+    TimedOut,
+}
+
 /// What a connect attempt ended in.
 pub(crate) enum Opened<C, E> {
     Conn(Conn<C>),
@@ -659,46 +667,13 @@ impl<M: Manager> Shared<M> {
         let reason = self.check_reason(&idle, broken_at, now);
         let mut pooled = self.into_pooled(idle.conn, now, caller, started);
         if let Some(reason) = reason {
-            pooled.checking = true;
-            let conn = pooled
-                .conn
-                .as_mut()
-                .expect("a new checkout holds its connection");
-            conn.info.check_reason = Some(reason);
-            let span = tracing::debug_span!(
-                "pool.recycle",
-                pool.name = %self.config.name,
-                connection.id = conn.info.id,
-                reason = ?reason
-            );
-            let checked = self
-                .within(
-                    self.config.recycle_timeout,
-                    self.manager.recycle(&mut conn.raw, &conn.info),
-                )
-                .instrument(span)
-                .await;
-            conn.info.check_reason = None;
-            match checked {
-                Some(Ok(())) => {
-                    conn.info.last_checked = clock::now();
-                    pooled.checking = false;
-                }
-                Some(Err(e)) => {
-                    let reason = if reason == CheckReason::Dirty {
-                        CloseReason::ResetFailed
-                    } else {
-                        CloseReason::Broken
-                    };
-                    tracing::debug!(
-                        pool.name = %self.config.name,
-                        error = %error_chain_string(&e),
-                        "connection failed its check before checkout"
-                    );
+            match self.check(&mut pooled, reason).await {
+                Checked::Usable => {}
+                Checked::Failed(reason) => {
                     pooled.discard(reason);
                     return Ok(None);
                 }
-                None => {
+                Checked::TimedOut => {
                     pooled.discard(CloseReason::CheckTimedOut);
                     let after = self.config.recycle_timeout.unwrap_or_default();
                     return Err(self.timeout_error(TimeoutKind::Recycle, after));
@@ -721,6 +696,54 @@ impl<M: Manager> Shared<M> {
             pooled.checking = false;
         }
         Ok(Some(pooled))
+    }
+
+    /// Runs [`Manager::recycle`] on `pooled` within `recycle_timeout`. While it runs,
+    /// `pooled` is marked as being checked, so a cancellation closes the connection
+    /// instead of returning it in an unknown state.
+    pub(crate) async fn check(&self, pooled: &mut Pooled<M>, reason: CheckReason) -> Checked {
+        pooled.checking = true;
+        let conn = pooled
+            .conn
+            .as_mut()
+            .expect("a Pooled holds its connection until dropped");
+        conn.info.check_reason = Some(reason);
+        let span = tracing::debug_span!(
+            "pool.recycle",
+            pool.name = %self.config.name,
+            connection.id = conn.info.id,
+            reason = ?reason
+        );
+        let checked = self
+            .within(
+                self.config.recycle_timeout,
+                self.manager.recycle(&mut conn.raw, &conn.info),
+            )
+            .instrument(span)
+            .await;
+        conn.info.check_reason = None;
+        match checked {
+            Some(Ok(())) => {
+                conn.info.last_checked = clock::now();
+                pooled.checking = false;
+                Checked::Usable
+            }
+            Some(Err(e)) => {
+                tracing::debug!(
+                    pool.name = %self.config.name,
+                    connection.id = conn.info.id,
+                    reason = ?reason,
+                    error = %error_chain_string(&e),
+                    "connection failed its check"
+                );
+                Checked::Failed(if reason == CheckReason::Dirty {
+                    CloseReason::ResetFailed
+                } else {
+                    CloseReason::Broken
+                })
+            }
+            None => Checked::TimedOut,
+        }
     }
 
     fn into_pooled(
@@ -805,6 +828,11 @@ impl<M: Manager> Shared<M> {
                         dirty,
                     };
                     st.put_back(idle, &mut wake);
+                    if dirty && !st.idle.is_empty() {
+                        // Left idle dirty, it may hold a transaction's locks until its
+                        // next checkout: have upkeep reset it now.
+                        st.notify_upkeep(&mut wake);
+                    }
                     self.metrics
                         .counts(st.idle.len(), st.in_use(), st.waiters.len());
                     None

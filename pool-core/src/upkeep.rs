@@ -8,9 +8,9 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use crate::metrics::CloseReason;
-use crate::pool::{lock_registry, Opened, Shared, SlotGuard};
+use crate::pool::{lock_registry, Checked, Opened, Shared, SlotGuard};
 use crate::state::Open;
-use crate::{clock, Manager, Pool, Pooled};
+use crate::{clock, CheckReason, Manager, Pool, Pooled};
 
 /// The longest upkeep sleeps between passes, so connections returned meanwhile are
 /// looked at without a wake-up on the hot path.
@@ -83,6 +83,32 @@ impl<M: Manager> Future for UpkeepSignal<M> {
 }
 
 impl<M: Manager> Shared<M> {
+    /// Resets idle connections that came back dirty, so an open transaction left
+    /// behind does not hold its locks until the connection's next checkout. Each is
+    /// out of the idle list (counted as in use) while it is reset.
+    async fn reset_dirty_idle(self: &Arc<Self>) {
+        let dirty: std::collections::VecDeque<_> = {
+            let mut st = self.lock();
+            if !st.idle.iter().any(|idle| idle.dirty) {
+                return;
+            }
+            let (dirty, clean) = std::mem::take(&mut st.idle)
+                .into_iter()
+                .partition(|idle| idle.dirty);
+            st.idle = clean;
+            dirty
+        };
+        for idle in dirty {
+            let mut held = Pooled::new(Arc::clone(self), idle.conn, clock::now(), None);
+            match self.check(&mut held, CheckReason::Dirty).await {
+                // Dropping it returns it clean: to a waiter, or to the idle list.
+                Checked::Usable => drop(held),
+                Checked::Failed(reason) => held.discard(reason),
+                Checked::TimedOut => held.discard(CloseReason::CheckTimedOut),
+            }
+        }
+    }
+
     /// One upkeep pass. Returns how long to sleep before the next, or `None` once the
     /// pool is closed.
     pub(crate) async fn upkeep_pass(self: &Arc<Self>) -> Option<Duration> {
@@ -122,6 +148,7 @@ impl<M: Manager> Shared<M> {
             }
         }
         self.close_counted(closing);
+        self.reset_dirty_idle().await;
 
         if let (Some(threshold), Some(leaks)) = (self.config.leak_threshold, &self.leaks) {
             if let Some(due) = lock_registry(leaks).report(&self.config.name, threshold, now) {

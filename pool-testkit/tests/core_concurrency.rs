@@ -382,3 +382,32 @@ async fn random_cancellation_stress_leaves_the_pool_whole() {
     );
     assert_whole(&pool, &control).await;
 }
+
+/// A connection returned dirty (say, mid-transaction) is reset by upkeep without
+/// waiting for its next checkout, so it does not sit idle holding locks.
+#[tokio::test]
+async fn upkeep_resets_a_dirty_idle_connection_without_a_checkout() {
+    let (pool, control) = pool(2);
+    let upkeep = pool.spawn_upkeep();
+    let mut conn = pool.get().await.unwrap();
+    conn.set_dirty();
+    drop(conn);
+    let mut turns = 0;
+    while control.resets() == 0 {
+        assert!(turns < 10_000, "upkeep never reset the dirty connection");
+        turns += 1;
+        tokio::task::yield_now().await;
+    }
+    let status = pool.status();
+    assert_eq!(
+        (status.idle, status.in_use),
+        (1, 0),
+        "back in the pool: {status}"
+    );
+    let conn = pool.get().await.unwrap();
+    assert!(!conn.is_dirty(), "handed out clean");
+    assert_eq!(control.resets(), 1, "reset once, not again at checkout");
+    drop(conn);
+    upkeep.abort();
+    assert_whole(&pool, &control).await;
+}
