@@ -1,0 +1,240 @@
+//! pool-core on the mock manager: driver and hook code that panics or rejects
+//! connections. The pool's counts stay consistent and its room is never lost.
+
+mod core_common;
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use core_common::pool;
+use pool_core::{HookError, Pool, PoolError};
+use pool_testkit::mock::{MockControl, MockManager};
+
+/// Asserts the pool holds nothing and every one of its `max_size` slots can be taken
+/// at once.
+async fn assert_whole(pool: &Pool<MockManager>, control: &MockControl) {
+    let status = pool.status();
+    assert_eq!(
+        (
+            status.size,
+            status.connecting,
+            status.in_use,
+            status.waiting
+        ),
+        (status.idle, 0, 0, 0),
+        "inconsistent after the panic: {status:?}"
+    );
+    assert_eq!(control.live(), status.size, "pool and server disagree");
+    let mut conns = Vec::new();
+    for _ in 0..status.max_size {
+        conns.push(pool.try_get().await.expect("every slot can be taken"));
+    }
+    assert_eq!(pool.status().in_use, status.max_size);
+    assert!(conns.iter().all(|c| !c.is_killed()));
+}
+
+/// Runs one `get` in a task of its own; returns whether it panicked.
+async fn get_in_task(pool: &Pool<MockManager>) -> bool {
+    let pool = pool.clone();
+    let task = tokio::spawn(async move { pool.get().await.map(drop) });
+    match task.await {
+        Ok(_) => false,
+        Err(e) => e.is_panic(),
+    }
+}
+
+/// A connect that panics fails its own task only; its slot is freed.
+#[tokio::test]
+async fn panicking_connect_frees_its_slot() {
+    let (pool, control) = pool(|b| b.max_size(2));
+    control.panic_next_connects(1);
+    assert!(
+        get_in_task(&pool).await,
+        "the connect's panic reaches its caller"
+    );
+    let status = pool.status();
+    assert_eq!((status.size, status.connecting), (0, 0), "{status:?}");
+    assert_whole(&pool, &control).await;
+}
+
+/// A check that panics fails its own task only; the connection is discarded.
+#[tokio::test]
+async fn panicking_recycle_discards_the_connection() {
+    let (pool, control) = pool(|b| b.max_size(2).check_interval(Duration::ZERO));
+    drop(pool.get().await.unwrap());
+    control.panic_next_recycles(1);
+    assert!(get_in_task(&pool).await);
+    assert_eq!(control.live(), 0, "the connection being checked was closed");
+    assert_eq!(pool.status().size, 0);
+    assert_whole(&pool, &control).await;
+}
+
+/// `has_broken` panicking on return does not escape the drop; the connection is
+/// discarded.
+#[tokio::test]
+async fn panicking_has_broken_discards_on_return() {
+    let (pool, control) = pool(|b| b.max_size(2));
+    let conn = pool.get().await.unwrap();
+    control.panic_next_has_broken(1);
+    drop(conn); // must not panic
+    assert_eq!(control.has_broken_calls(), 1);
+    assert_eq!(control.live(), 0);
+    assert_eq!(pool.status().size, 0);
+    assert_whole(&pool, &control).await;
+}
+
+/// Builds a flag that is `true` exactly once.
+fn once() -> Arc<AtomicBool> {
+    Arc::new(AtomicBool::new(true))
+}
+
+/// An `after_return` hook panicking does not escape the drop; the connection is
+/// discarded.
+#[tokio::test]
+async fn panicking_after_return_hook_discards_on_return() {
+    let armed = once();
+    let (pool, control) = pool(|b| {
+        let armed = armed.clone();
+        b.max_size(2).after_return(move |_conn, _info| {
+            if armed.swap(false, Ordering::SeqCst) {
+                panic!("after_return hook panics");
+            }
+            Ok(())
+        })
+    });
+    let conn = pool.get().await.unwrap();
+    drop(conn); // must not panic
+    assert_eq!(control.live(), 0);
+    assert_eq!(pool.status().size, 0);
+    assert_whole(&pool, &control).await;
+}
+
+/// A `before_checkout` hook panicking fails its own task; the connection is discarded.
+#[tokio::test]
+async fn panicking_before_checkout_hook_discards_the_connection() {
+    let armed = Arc::new(AtomicBool::new(false));
+    let (pool, control) = pool(|b| {
+        let armed = armed.clone();
+        b.max_size(2).before_checkout(move |_conn, _info| {
+            let fire = armed.swap(false, Ordering::SeqCst);
+            Box::pin(async move {
+                if fire {
+                    panic!("before_checkout hook panics");
+                }
+                Ok(())
+            })
+        })
+    });
+    drop(pool.get().await.unwrap());
+    armed.store(true, Ordering::SeqCst);
+    assert!(get_in_task(&pool).await);
+    assert_eq!(control.live(), 0);
+    assert_eq!(pool.status().size, 0);
+    assert_whole(&pool, &control).await;
+}
+
+/// An `after_connect` hook panicking fails its own task; the new connection is closed.
+#[tokio::test]
+async fn panicking_after_connect_hook_closes_the_connection() {
+    let armed = once();
+    let (pool, control) = pool(|b| {
+        let armed = armed.clone();
+        b.max_size(2).after_connect(move |_conn, _info| {
+            let fire = armed.swap(false, Ordering::SeqCst);
+            Box::pin(async move {
+                if fire {
+                    panic!("after_connect hook panics");
+                }
+                Ok(())
+            })
+        })
+    });
+    assert!(get_in_task(&pool).await);
+    assert_eq!(control.connects_succeeded(), 1);
+    assert_eq!(control.live(), 0);
+    assert_whole(&pool, &control).await;
+}
+
+/// `after_connect` rejecting fails the `get` with `PoolError::Hook` carrying the
+/// hook's message, and closes the new connection.
+#[tokio::test]
+async fn after_connect_rejection_fails_the_get() {
+    let (pool, control) = pool(|b| {
+        b.max_size(1).after_connect(|conn, _info| {
+            let id = conn.id();
+            Box::pin(async move {
+                if id == 1 {
+                    Err(HookError::new("search_path could not be set"))
+                } else {
+                    Ok(())
+                }
+            })
+        })
+    });
+    let err = pool.get().await.unwrap_err();
+    let PoolError::Hook(hook) = &err else {
+        panic!("expected a hook error, got {err:?}");
+    };
+    assert_eq!(hook.to_string(), "search_path could not be set");
+    assert!(
+        err.to_string().contains("search_path could not be set"),
+        "{err}"
+    );
+    assert_eq!(control.live(), 0);
+    assert_eq!(pool.status().size, 0);
+    let conn = pool.get().await.unwrap();
+    assert_eq!(conn.id(), 2);
+}
+
+/// `before_checkout` rejecting closes that connection, and the `get` still succeeds
+/// with another.
+#[tokio::test]
+async fn before_checkout_rejection_closes_it_and_serves_another() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let (pool, control) = pool(|b| {
+        let calls = calls.clone();
+        b.max_size(2).before_checkout(move |conn, _info| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            let id = conn.id();
+            Box::pin(async move {
+                if id == 1 {
+                    Err(HookError::new("not this one"))
+                } else {
+                    Ok(())
+                }
+            })
+        })
+    });
+    drop(pool.get().await.unwrap());
+    assert_eq!(control.live(), 1);
+
+    let conn = pool.get().await.expect("another connection is served");
+    assert_eq!(conn.id(), 2);
+    assert!(calls.load(Ordering::SeqCst) >= 1, "the hook ran");
+    assert_eq!(control.live_ids(), [2], "the rejected one was closed");
+    assert_eq!(pool.status().size, 1);
+}
+
+/// `after_return` rejecting closes the connection instead of keeping it.
+#[tokio::test]
+async fn after_return_rejection_closes_the_connection() {
+    let (pool, control) = pool(|b| {
+        b.max_size(1).after_return(|conn, _info| {
+            if conn.is_dirty() {
+                Err(HookError::new("left in a transaction"))
+            } else {
+                Ok(())
+            }
+        })
+    });
+    drop(pool.get().await.unwrap());
+    assert_eq!(control.live(), 1, "a clean one is kept");
+
+    let mut conn = pool.get().await.unwrap();
+    conn.set_dirty();
+    drop(conn);
+    assert_eq!(control.live(), 0, "the rejected one was closed");
+    assert_eq!(pool.status().size, 0);
+    assert_eq!(pool.get().await.unwrap().id(), 2);
+}
