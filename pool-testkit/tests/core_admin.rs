@@ -241,3 +241,32 @@ async fn mark_broken_closes_on_return() {
     assert_eq!(conn.id(), 2);
     assert_eq!(control.connects_started(), 2);
 }
+
+/// A connect under way when the pool closes: its connection is closed when it
+/// arrives, its caller gets `Closed`, and `close` waits for it.
+#[tokio::test(start_paused = true)]
+async fn close_during_a_connect_closes_the_new_connection() {
+    let (pool, control) = pool(|b| b.max_size(1));
+    control.pause_connects();
+    let getter = tokio::spawn({
+        let pool = pool.clone();
+        async move { pool.get().await.map(drop) }
+    });
+    yield_until("the connect to start", 100, || {
+        control.connects_waiting() == 1
+    })
+    .await;
+    let closing = tokio::spawn({
+        let pool = pool.clone();
+        async move { pool.close(Duration::from_secs(5)).await }
+    });
+    yield_until("close to start", 100, || pool.is_closed()).await;
+    assert!(!closing.is_finished(), "close waits for the connect");
+
+    control.resume_connects();
+    assert!(matches!(getter.await.unwrap(), Err(PoolError::Closed)));
+    assert_eq!(closing.await.unwrap(), Ok(()));
+    assert_eq!(control.live(), 0);
+    assert_eq!(control.connects_succeeded(), 1);
+    assert_eq!(pool.status().size, 0);
+}

@@ -238,3 +238,25 @@ async fn after_return_rejection_closes_the_connection() {
     assert_eq!(pool.status().size, 0);
     assert_eq!(pool.get().await.unwrap().id(), 2);
 }
+
+/// A connect that panics inside upkeep does not end upkeep: `min_idle` is still kept
+/// afterwards.
+#[tokio::test(start_paused = true)]
+#[ignore = "pool-core bug: a panic in connect (or a hook) inside upkeep ends upkeep for good"]
+async fn upkeep_survives_a_panicking_connect() {
+    let (pool, control) = pool(|b| b.max_size(3).min_idle(2));
+    control.panic_next_connects(1);
+    let upkeep = pool.spawn_upkeep();
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        core_common::settle(10).await;
+    }
+    assert!(
+        !upkeep.is_finished(),
+        "upkeep ended with the connect's panic"
+    );
+    assert_eq!(control.live(), 2, "min_idle is kept after the panic");
+    let status = pool.status();
+    assert_eq!((status.size, status.connecting), (2, 0), "{status:?}");
+    upkeep.abort();
+}

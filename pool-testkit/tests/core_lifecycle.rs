@@ -11,6 +11,7 @@ mod core_common;
 use std::time::Duration;
 
 use core_common::{pool, settle, yield_until, Capture};
+use pool_core::Reuse;
 use tokio::time::Instant;
 use tracing::Level;
 
@@ -382,4 +383,59 @@ async fn burst_beyond_max_connecting_is_served_without_returns() {
         "took {elapsed:?}: callers waited for a return or their timeout"
     );
     assert!(control.peak_live() <= 10);
+}
+
+/// Idle connections are reused most recently returned first by default, and longest
+/// idle first with `Reuse::Fifo`.
+#[tokio::test(start_paused = true)]
+async fn idle_reuse_order_is_mru_by_default_and_fifo_on_request() {
+    for (reuse, expected) in [
+        (None, 3),
+        (Some(Reuse::MostRecent), 3),
+        (Some(Reuse::Fifo), 1),
+    ] {
+        let (pool, _control) = pool(|b| match reuse {
+            Some(reuse) => b.max_size(3).reuse(reuse),
+            None => b.max_size(3),
+        });
+        let (a, b, c) = (
+            pool.get().await.unwrap(),
+            pool.get().await.unwrap(),
+            pool.get().await.unwrap(),
+        );
+        drop(a);
+        drop(b);
+        drop(c);
+        assert_eq!(pool.get().await.unwrap().id(), expected, "{reuse:?}");
+    }
+}
+
+/// With most-recent-first reuse, a pool grown by a burst shrinks back through
+/// `idle_timeout` under a light steady load: the one connection in use stays warm.
+#[tokio::test(start_paused = true)]
+async fn mru_reuse_lets_an_oversized_pool_shrink() {
+    let (pool, control) = pool(|b| {
+        b.max_size(5)
+            .idle_timeout(Duration::from_secs(10))
+            .max_lifetime(None)
+            .check_interval(None)
+    });
+    let mut burst = Vec::new();
+    for _ in 0..5 {
+        burst.push(pool.get().await.unwrap());
+    }
+    drop(burst);
+    let upkeep = pool.spawn_upkeep();
+    for _ in 0..30 {
+        drop(pool.get().await.unwrap());
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        settle(5).await;
+    }
+    assert_eq!(
+        control.live(),
+        1,
+        "only the connection in steady use is left"
+    );
+    assert_eq!(control.connects_started(), 5);
+    upkeep.abort();
 }
