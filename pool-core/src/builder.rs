@@ -131,7 +131,8 @@ impl<M: Manager> Builder<M> {
         self
     }
 
-    /// Runs `hook` on every checkout; an error closes the connection and the pool
+    /// Runs `hook` each time an existing connection is checked out (a new one runs the
+    /// `after_connect` hooks instead); an error closes the connection and the pool
     /// tries another.
     pub fn before_checkout<F>(mut self, hook: F) -> Self
     where

@@ -2,8 +2,9 @@
 //!
 //! - `after_connect` runs once on every new connection; a rejection closes it and the
 //!   `get` that opened it fails with [`PoolError::Hook`](crate::PoolError::Hook).
-//! - `before_checkout` runs on every checkout; a rejection closes the connection and
-//!   the pool tries the next one.
+//! - `before_checkout` runs each time an existing connection is checked out (a new
+//!   one runs `after_connect` instead); a rejection closes the connection and the
+//!   pool tries the next one.
 //! - `after_return` runs synchronously on every return; a rejection closes the
 //!   connection instead of keeping it. A panic in it counts as a rejection.
 //!

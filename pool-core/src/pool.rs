@@ -387,11 +387,16 @@ impl<'a, M: Manager> SlotGuard<'a, M> {
             .metrics
             .create_time(now.saturating_duration_since(started));
         let conn = shared.new_conn(raw, now);
+        let mut wake = WakeList::default();
         let closed = {
             let mut st = shared.lock();
             st.connected();
+            // One connect fewer in flight: a caller held back by `max_connecting` (or
+            // by the back-off's single probe) may open one now.
+            st.dispatch(now, &mut wake);
             st.closed
         };
+        wake.wake();
         if closed {
             shared.close_conn(conn, CloseReason::PoolClosed);
             return None;
@@ -463,10 +468,14 @@ impl<M: Manager> Shared<M> {
     }
 
     fn timeout_error(&self, kind: TimeoutKind, after: Duration) -> PoolError<M::Error> {
-        let (status, last_connect_error) = {
+        let (mut status, last_connect_error) = {
             let st = self.lock();
             (st.status(), st.last_connect_error.clone())
         };
+        if kind == TimeoutKind::Wait && !after.is_zero() {
+            // The caller that timed out has just left the line; it was waiting too.
+            status.waiting += 1;
+        }
         self.metrics.timeout();
         tracing::warn!(
             pool.name = %self.config.name,
@@ -505,7 +514,9 @@ impl<M: Manager> Shared<M> {
                 enum Step<C> {
                     Idle(Idle<C>, Option<Instant>),
                     Open,
-                    Wait(WaitKey),
+                    /// In line; `Some(retry_at)` while connects back off, to look
+                    /// again when the next attempt is due.
+                    Wait(WaitKey, Option<Instant>),
                     Fail(Grant<C>),
                     Exhausted,
                 }
@@ -527,7 +538,10 @@ impl<M: Manager> Shared<M> {
                                 Step::Fail(st.backoff_grant(retry_at))
                             }
                             _ if matches!(wait, Wait::No) => Step::Exhausted,
-                            _ => Step::Wait(st.waiters.push_back(None)),
+                            Open::BackingOff { retry_at } => {
+                                Step::Wait(st.waiters.push_back(None), Some(retry_at))
+                            }
+                            Open::Later => Step::Wait(st.waiters.push_back(None), None),
                         }
                     }
                 };
@@ -538,27 +552,35 @@ impl<M: Manager> Shared<M> {
                     Step::Exhausted => {
                         return Err(self.timeout_error(TimeoutKind::Wait, Duration::ZERO))
                     }
-                    Step::Wait(key) => {
+                    Step::Wait(key, retry_at) => {
                         let turn = WaitTurn {
                             shared: self,
                             key: Some(key),
                         };
-                        let limit = match wait {
-                            Wait::For(limit) => {
-                                let end = *deadline.get_or_insert(started + limit);
-                                Some(end.saturating_duration_since(now))
-                            }
+                        let end = match wait {
+                            Wait::For(limit) => Some(*deadline.get_or_insert(started + limit)),
                             _ => None,
                         };
+                        let wake_at = match (end, retry_at) {
+                            (Some(end), Some(retry_at)) => Some(end.min(retry_at)),
+                            (end, retry_at) => end.or(retry_at),
+                        };
+                        let limit = wake_at.map(|at| at.saturating_duration_since(now));
                         let span = tracing::debug_span!("pool.acquire.wait", pool.name = %self.config.name);
                         match self.within(limit, turn).instrument(span).await {
                             Some(grant) => (grant, None),
                             None => {
-                                let after = match wait {
-                                    Wait::For(limit) => limit,
-                                    _ => Duration::ZERO,
-                                };
-                                return Err(self.timeout_error(TimeoutKind::Wait, after));
+                                now = clock::now();
+                                if end.is_some_and(|end| end <= now) {
+                                    let after = match wait {
+                                        Wait::For(limit) => limit,
+                                        _ => Duration::ZERO,
+                                    };
+                                    return Err(self.timeout_error(TimeoutKind::Wait, after));
+                                }
+                                // The back-off ended while in line: look again, as
+                                // a connect attempt may be due.
+                                continue;
                             }
                         }
                     }
@@ -760,7 +782,7 @@ impl<M: Manager> Shared<M> {
             .leaks
             .as_ref()
             .map(|leaks| lock_registry(leaks).insert(conn.info.id, now, caller));
-        Pooled::new(Arc::clone(self), conn, now, leak_key)
+        Pooled::checked_out(Arc::clone(self), conn, now, leak_key)
     }
 
     /// Opens one connection for a reserved slot, within `connect_timeout`.

@@ -18,7 +18,9 @@ use crate::{clock, hooks, ConnectionInfo, Manager, PoolError};
 pub struct Pooled<M: Manager> {
     pub(crate) conn: Option<Conn<M::Connection>>,
     shared: Arc<Shared<M>>,
-    taken_at: Instant,
+    /// When a user took it; `None` while the pool itself holds it (upkeep opening or
+    /// resetting one), so its use time is not recorded.
+    taken_at: Option<Instant>,
     leak_key: Option<usize>,
     /// Being checked before checkout: if dropped now (cancelled mid-check), its session
     /// state is unknown, so it is closed rather than returned.
@@ -27,7 +29,8 @@ pub struct Pooled<M: Manager> {
 }
 
 impl<M: Manager> Pooled<M> {
-    pub(crate) fn new(
+    /// A connection checked out by a user at `taken_at`.
+    pub(crate) fn checked_out(
         shared: Arc<Shared<M>>,
         conn: Conn<M::Connection>,
         taken_at: Instant,
@@ -36,8 +39,20 @@ impl<M: Manager> Pooled<M> {
         Pooled {
             conn: Some(conn),
             shared,
-            taken_at,
+            taken_at: Some(taken_at),
             leak_key,
+            checking: false,
+            broken: false,
+        }
+    }
+
+    /// A connection held by the pool itself (upkeep), returned like any other.
+    pub(crate) fn held_by_pool(shared: Arc<Shared<M>>, conn: Conn<M::Connection>) -> Self {
+        Pooled {
+            conn: Some(conn),
+            shared,
+            taken_at: None,
+            leak_key: None,
             checking: false,
             broken: false,
         }
@@ -73,9 +88,11 @@ impl<M: Manager> Pooled<M> {
         if let Some(key) = self.leak_key.take() {
             self.shared.leak_done(key);
         }
-        self.shared
-            .metrics
-            .use_time(clock::now().saturating_duration_since(self.taken_at));
+        if let Some(taken_at) = self.taken_at {
+            self.shared
+                .metrics
+                .use_time(clock::now().saturating_duration_since(taken_at));
+        }
         self.conn
             .take()
             .expect("a Pooled holds its connection until dropped")

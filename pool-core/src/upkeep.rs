@@ -36,8 +36,19 @@ impl<M: Manager> Pool<M> {
         async move {
             loop {
                 let Some(shared) = weak.upgrade() else { return };
-                let Some(pause) = shared.upkeep_pass().await else {
-                    return;
+                let pass = {
+                    let shared = Arc::clone(&shared);
+                    CatchUnwind(Box::pin(async move { shared.upkeep_pass().await }))
+                };
+                let pause = match pass.await {
+                    Ok(Some(pause)) => pause,
+                    Ok(None) => return,
+                    Err(()) => {
+                        // A manager or hook panicked (the guards it unwound through
+                        // gave back what they held); upkeep must outlive it.
+                        tracing::error!(pool.name = %shared.config.name, "pool upkeep pass panicked; retrying after a pause");
+                        MAX_PAUSE
+                    }
                 };
                 let Some(runtime) = shared.runtime else {
                     tracing::warn!(pool.name = %shared.config.name, "pool upkeep has no runtime to sleep on; it ran once and stopped");
@@ -57,6 +68,21 @@ impl<M: Manager> Pool<M> {
     #[cfg(feature = "tokio")]
     pub fn spawn_upkeep(&self) -> tokio::task::JoinHandle<()> {
         tokio::spawn(self.upkeep())
+    }
+}
+
+/// Polls a boxed future, turning a panic into `Err(())`.
+struct CatchUnwind<'a, T>(Pin<Box<dyn Future<Output = T> + Send + 'a>>);
+
+impl<T> Future for CatchUnwind<'_, T> {
+    type Output = Result<T, ()>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let inner = self.0.as_mut();
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.poll(cx))) {
+            Ok(Poll::Ready(value)) => Poll::Ready(Ok(value)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(_) => Poll::Ready(Err(())),
+        }
     }
 }
 
@@ -99,7 +125,7 @@ impl<M: Manager> Shared<M> {
             dirty
         };
         for idle in dirty {
-            let mut held = Pooled::new(Arc::clone(self), idle.conn, clock::now(), None);
+            let mut held = Pooled::held_by_pool(Arc::clone(self), idle.conn);
             match self.check(&mut held, CheckReason::Dirty).await {
                 // Dropping it returns it clean: to a waiter, or to the idle list.
                 Checked::Usable => drop(held),
@@ -184,7 +210,7 @@ impl<M: Manager> Shared<M> {
             }
             match self.open(SlotGuard::adopt(self)).await {
                 Opened::Conn(conn) => {
-                    let mut fresh = Pooled::new(Arc::clone(self), conn, now, None);
+                    let mut fresh = Pooled::held_by_pool(Arc::clone(self), conn);
                     if fresh.run_after_connect().await.is_ok() {
                         // Dropping it returns it: to a waiter, or to the idle list.
                         drop(fresh);

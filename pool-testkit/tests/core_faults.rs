@@ -242,7 +242,6 @@ async fn after_return_rejection_closes_the_connection() {
 /// A connect that panics inside upkeep does not end upkeep: `min_idle` is still kept
 /// afterwards.
 #[tokio::test(start_paused = true)]
-#[ignore = "pool-core bug: a panic in connect (or a hook) inside upkeep ends upkeep for good"]
 async fn upkeep_survives_a_panicking_connect() {
     let (pool, control) = pool(|b| b.max_size(3).min_idle(2));
     control.panic_next_connects(1);

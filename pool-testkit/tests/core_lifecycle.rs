@@ -357,7 +357,6 @@ async fn leak_is_reported_once_with_the_call_site() {
 /// A burst of callers larger than `max_connecting` opens every connection it needs,
 /// `max_connecting` at a time, without any connection being returned.
 #[tokio::test(start_paused = true)]
-#[ignore = "pool-core bug: a finished connect does not dispatch waiters parked on max_connecting"]
 async fn burst_beyond_max_connecting_is_served_without_returns() {
     let (pool, control) = pool(|b| {
         b.max_size(10)

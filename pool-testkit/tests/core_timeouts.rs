@@ -50,7 +50,10 @@ async fn wait_timeout_fires_at_its_bound_with_counts() {
     assert_eq!(ctx.status.size, 1);
     assert_eq!(ctx.status.in_use, 1);
     assert_eq!(ctx.status.idle, 0);
-    assert_eq!(ctx.status.waiting, 1, "the other caller is still waiting");
+    assert_eq!(
+        ctx.status.waiting, 2,
+        "the other caller still waits, and the one that timed out is counted too"
+    );
     assert_eq!(ctx.last_connect_error, None);
     assert_eq!(err.timeout_kind(), Some(TimeoutKind::Wait));
 
@@ -58,7 +61,7 @@ async fn wait_timeout_fires_at_its_bound_with_counts() {
     assert!(text.contains("100ms"), "{text}");
     assert!(text.contains("size 1/1"), "{text}");
     assert!(text.contains("1 in use"), "{text}");
-    assert!(text.contains("1 waiting"), "{text}");
+    assert!(text.contains("2 waiting"), "{text}");
     assert!(!text.contains("last connect error"), "{text}");
     other.abort();
 }
@@ -327,7 +330,6 @@ async fn backend_down_connects_back_off_and_recover() {
 /// use, room for one more) opens a connection once the back-off ends, instead of
 /// waiting out its whole wait timeout for a return.
 #[tokio::test(start_paused = true)]
-#[ignore = "pool-core bug: a waiter parked while backing off is not re-dispatched when the back-off ends"]
 async fn waiter_parked_during_backoff_connects_when_it_ends() {
     let (pool, control) = pool(|b| {
         b.max_size(2)
