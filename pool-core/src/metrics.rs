@@ -1,7 +1,7 @@
 //! Metrics under the OpenTelemetry database-client names, through the `metrics`
 //! facade when the `metrics` feature is on; nothing at all when it is off.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Why the pool closed a connection; the `reason` label of the closes counter and the
 /// `reason` field of the `tracing` discard event.
@@ -104,11 +104,13 @@ mod enabled {
             self.create_time.record(took.as_secs_f64());
         }
 
-        pub(crate) fn wait_time(&self, took: Duration) {
-            self.wait_time.record(took.as_secs_f64());
+        pub(crate) fn wait_time(&self, started: Instant, now: Instant) {
+            self.wait_time
+                .record(now.saturating_duration_since(started).as_secs_f64());
         }
 
-        pub(crate) fn use_time(&self, took: Duration) {
+        pub(crate) fn use_time(&self, taken_at: Instant) {
+            let took = crate::clock::now().saturating_duration_since(taken_at);
             self.use_time.record(took.as_secs_f64());
         }
 
@@ -139,9 +141,9 @@ mod enabled {
         #[inline(always)]
         pub(crate) fn create_time(&self, _took: Duration) {}
         #[inline(always)]
-        pub(crate) fn wait_time(&self, _took: Duration) {}
+        pub(crate) fn wait_time(&self, _started: Instant, _now: Instant) {}
         #[inline(always)]
-        pub(crate) fn use_time(&self, _took: Duration) {}
+        pub(crate) fn use_time(&self, _taken_at: Instant) {}
         #[inline(always)]
         pub(crate) fn closed(&self, _reason: CloseReason) {}
     }

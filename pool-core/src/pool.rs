@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 use tracing::Instrument;
 
 use crate::errors::error_chain_string;
+use crate::get::{Get, Wait};
 use crate::hooks::{self, Hooks};
 use crate::leak::LeakRegistry;
 use crate::metrics::{CloseReason, Metrics};
-use crate::state::{Conn, Grant, Idle, Open, State, WakeList};
-use crate::waiters::{Polled, WaitKey};
+use crate::state::{Conn, Grant, Idle, State, WakeList};
 use crate::{
     clock, BuildError, CheckReason, CloseError, ConnectionInfo, Manager, PoolConfig, PoolError,
     Pooled, ReturnState, Runtime, Status, TimeoutContext, TimeoutKind,
@@ -55,14 +55,6 @@ pub(crate) struct Shared<M: Manager> {
     next_id: AtomicU64,
     pub(crate) leaks: Option<Mutex<LeakRegistry>>,
     pub(crate) metrics: Metrics,
-}
-
-/// How long a `get` may wait for a connection to come back.
-#[derive(Clone, Copy)]
-enum Wait {
-    Forever,
-    No,
-    For(Duration),
 }
 
 impl<M: Manager> Pool<M> {
@@ -105,37 +97,23 @@ impl<M: Manager> Pool<M> {
     /// Cancel-safe at every await point: dropping the future gives back whatever it
     /// held (its place in line, a connection handed to it, a connect in progress).
     #[track_caller]
-    pub fn get(&self) -> impl Future<Output = Result<Pooled<M>, PoolError<M::Error>>> + Send + '_ {
-        let wait = match self.shared.config.wait_timeout {
-            None => Wait::Forever,
-            Some(d) if d.is_zero() => Wait::No,
-            Some(d) => Wait::For(d),
-        };
-        self.shared.acquire(wait, Location::caller())
+    pub fn get(&self) -> Get<'_, M> {
+        let wait = Wait::from_timeout(self.shared.config.wait_timeout);
+        Get::new(&self.shared, wait, Location::caller())
     }
 
     /// Like [`get`](Self::get), with its own wait bound instead of `wait_timeout`
     /// (`None` waits as long as it takes).
     #[track_caller]
-    pub fn get_timeout(
-        &self,
-        wait: Option<Duration>,
-    ) -> impl Future<Output = Result<Pooled<M>, PoolError<M::Error>>> + Send + '_ {
-        let wait = match wait {
-            None => Wait::Forever,
-            Some(d) if d.is_zero() => Wait::No,
-            Some(d) => Wait::For(d),
-        };
-        self.shared.acquire(wait, Location::caller())
+    pub fn get_timeout(&self, wait: Option<Duration>) -> Get<'_, M> {
+        Get::new(&self.shared, Wait::from_timeout(wait), Location::caller())
     }
 
     /// Takes an idle connection, or opens one if there is room, but never waits for
     /// one to be returned: fails with [`TimeoutKind::Wait`] at once instead.
     #[track_caller]
-    pub fn try_get(
-        &self,
-    ) -> impl Future<Output = Result<Pooled<M>, PoolError<M::Error>>> + Send + '_ {
-        self.shared.acquire(Wait::No, Location::caller())
+    pub fn try_get(&self) -> Get<'_, M> {
+        Get::new(&self.shared, Wait::No, Location::caller())
     }
 
     /// The pool's counts now.
@@ -309,45 +287,6 @@ impl<M: Manager> Future for AllClosed<'_, M> {
     }
 }
 
-/// A caller's place in line; gives back its place, or whatever it was granted, when
-/// dropped before it took the grant.
-struct WaitTurn<'a, M: Manager> {
-    shared: &'a Arc<Shared<M>>,
-    key: Option<WaitKey>,
-}
-
-impl<M: Manager> Future for WaitTurn<'_, M> {
-    type Output = Grant<M::Connection>;
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let key = self.key.expect("WaitTurn polled after completion");
-        let polled = self.shared.lock().waiters.poll(key, cx.waker());
-        match polled {
-            Polled::Ready(grant) => {
-                self.key = None;
-                Poll::Ready(grant)
-            }
-            Polled::Pending => Poll::Pending,
-        }
-    }
-}
-
-impl<M: Manager> Drop for WaitTurn<'_, M> {
-    fn drop(&mut self) {
-        let Some(key) = self.key.take() else { return };
-        let now = clock::now();
-        let mut wake = WakeList::default();
-        {
-            let mut st = self.shared.lock();
-            match st.waiters.cancel(key) {
-                Some(Grant::Conn(idle)) => st.put_back(idle, &mut wake),
-                Some(Grant::Slot) => st.unreserve(now, &mut wake),
-                Some(Grant::Closed | Grant::Unavailable { .. } | Grant::Retry { .. }) | None => {}
-            }
-        }
-        wake.wake();
-    }
-}
-
 /// One counted connection being opened: `size` and `connecting` include it until it
 /// becomes a connection or is dropped.
 pub(crate) struct SlotGuard<'a, M: Manager> {
@@ -460,14 +399,18 @@ impl<M: Manager> Shared<M> {
     }
 
     /// Runs `fut` within `limit`; `None` if the limit passed first.
-    async fn within<F: Future>(&self, limit: Option<Duration>, fut: F) -> Option<F::Output> {
+    pub(crate) async fn within<F: Future>(
+        &self,
+        limit: Option<Duration>,
+        fut: F,
+    ) -> Option<F::Output> {
         match (limit, self.runtime) {
             (Some(limit), Some(rt)) => deadpool_runtime::timeout(rt, limit, fut).await,
             _ => Some(fut.await),
         }
     }
 
-    fn timeout_error(&self, kind: TimeoutKind, after: Duration) -> PoolError<M::Error> {
+    pub(crate) fn timeout_error(&self, kind: TimeoutKind, after: Duration) -> PoolError<M::Error> {
         let (mut status, last_connect_error) = {
             let st = self.lock();
             (st.status(), st.last_connect_error.clone())
@@ -495,164 +438,8 @@ impl<M: Manager> Shared<M> {
         )
     }
 
-    // Not an `async fn`: the explicit `Send` bound makes a non-`Send` future (a lock
-    // guard held across an await) a compile error here rather than in users' code.
-    #[allow(clippy::manual_async_fn)]
-    fn acquire<'a>(
-        self: &'a Arc<Self>,
-        wait: Wait,
-        caller: &'static Location<'static>,
-    ) -> impl Future<Output = Result<Pooled<M>, PoolError<M::Error>>> + Send + 'a {
-        async move {
-            if matches!(wait, Wait::For(_)) && self.runtime.is_none() {
-                return Err(PoolError::NoRuntime);
-            }
-            let started = clock::now();
-            let mut now = started;
-            let mut deadline: Option<Instant> = None;
-            loop {
-                enum Step<C> {
-                    Idle(Idle<C>, Option<Instant>),
-                    Open,
-                    /// In line; `Some(retry_at)` while connects back off, to look
-                    /// again when the next attempt is due.
-                    Wait(WaitKey, Option<Instant>),
-                    Fail(Grant<C>),
-                    Exhausted,
-                }
-                let step = {
-                    let mut st = self.lock();
-                    if st.closed {
-                        Step::Fail(Grant::Closed)
-                    } else if let Some(idle) = st.take_idle() {
-                        Step::Idle(idle, st.broken_at)
-                    } else {
-                        match st.open_permission(now) {
-                            Open::Now => {
-                                st.reserve();
-                                Step::Open
-                            }
-                            Open::BackingOff { retry_at }
-                                if st.in_use() == 0 && st.connecting == 0 =>
-                            {
-                                Step::Fail(st.backoff_grant(retry_at))
-                            }
-                            _ if matches!(wait, Wait::No) => Step::Exhausted,
-                            Open::BackingOff { retry_at } => {
-                                Step::Wait(st.waiters.push_back(None), Some(retry_at))
-                            }
-                            Open::Later => Step::Wait(st.waiters.push_back(None), None),
-                        }
-                    }
-                };
-                let (grant, known_broken_at) = match step {
-                    Step::Idle(idle, broken_at) => (Grant::Conn(idle), Some(broken_at)),
-                    Step::Open => (Grant::Slot, None),
-                    Step::Fail(grant) => (grant, None),
-                    Step::Exhausted => {
-                        return Err(self.timeout_error(TimeoutKind::Wait, Duration::ZERO))
-                    }
-                    Step::Wait(key, retry_at) => {
-                        let turn = WaitTurn {
-                            shared: self,
-                            key: Some(key),
-                        };
-                        let end = match wait {
-                            Wait::For(limit) => Some(*deadline.get_or_insert(started + limit)),
-                            _ => None,
-                        };
-                        let wake_at = match (end, retry_at) {
-                            (Some(end), Some(retry_at)) => Some(end.min(retry_at)),
-                            (end, retry_at) => end.or(retry_at),
-                        };
-                        let limit = wake_at.map(|at| at.saturating_duration_since(now));
-                        let span = tracing::debug_span!("pool.acquire.wait", pool.name = %self.config.name);
-                        match self.within(limit, turn).instrument(span).await {
-                            Some(grant) => (grant, None),
-                            None => {
-                                now = clock::now();
-                                if end.is_some_and(|end| end <= now) {
-                                    let after = match wait {
-                                        Wait::For(limit) => limit,
-                                        _ => Duration::ZERO,
-                                    };
-                                    return Err(self.timeout_error(TimeoutKind::Wait, after));
-                                }
-                                // The back-off ended while in line: look again, as
-                                // a connect attempt may be due.
-                                continue;
-                            }
-                        }
-                    }
-                };
-                match grant {
-                    Grant::Conn(idle) => {
-                        // A connection handed over after a wait: time has passed.
-                        let (broken_at, at) = match known_broken_at {
-                            Some(broken_at) => (broken_at, now),
-                            None => (self.lock().broken_at, clock::now()),
-                        };
-                        if let Some(pooled) =
-                            self.checkout(idle, broken_at, at, caller, started).await?
-                        {
-                            return Ok(pooled);
-                        }
-                        now = clock::now();
-                    }
-                    Grant::Slot => {
-                        let slot = SlotGuard::adopt(self);
-                        return match self.open(slot).await {
-                            Opened::Conn(conn) => {
-                                let mut pooled =
-                                    self.into_pooled(conn, clock::now(), caller, started);
-                                pooled.run_after_connect().await.map(|()| pooled)
-                            }
-                            Opened::Failed(err) => Err(err),
-                        };
-                    }
-                    Grant::Closed => return Err(PoolError::Closed),
-                    Grant::Retry { retry_at } => {
-                        let limit = match wait {
-                            Wait::For(limit) => Some(*deadline.get_or_insert(started + limit)),
-                            Wait::Forever => None,
-                            Wait::No => Some(now),
-                        };
-                        if self.runtime.is_none() || limit.is_some_and(|end| end <= now) {
-                            // No time to wait out the back-off: report the failure.
-                            let last_error = self.lock().last_error_text();
-                            return Err(PoolError::Unavailable {
-                                last_error,
-                                retry_in: retry_at.saturating_duration_since(now),
-                            });
-                        }
-                        let until = limit.map_or(retry_at, |end| end.min(retry_at));
-                        let pause = until.saturating_duration_since(now);
-                        let _ = self.within(Some(pause), std::future::pending::<()>()).await;
-                        now = clock::now();
-                        if limit.is_some_and(|end| end <= now) {
-                            let after = match wait {
-                                Wait::For(limit) => limit,
-                                _ => Duration::ZERO,
-                            };
-                            return Err(self.timeout_error(TimeoutKind::Wait, after));
-                        }
-                    }
-                    Grant::Unavailable {
-                        last_error,
-                        retry_at,
-                    } => {
-                        return Err(PoolError::Unavailable {
-                            last_error,
-                            retry_in: retry_at.saturating_duration_since(clock::now()),
-                        })
-                    }
-                }
-            }
-        }
-    }
-
     /// Why `idle` must be checked before checkout, if it must.
-    fn check_reason(
+    pub(crate) fn check_reason(
         &self,
         idle: &Idle<M::Connection>,
         broken_at: Option<Instant>,
@@ -674,7 +461,7 @@ impl<M: Manager> Shared<M> {
 
     /// Turns an idle (or handed-off) connection into a checkout, checking it first if
     /// due. `Ok(None)`: it was unusable and is closed; try another.
-    async fn checkout(
+    pub(crate) async fn checkout(
         self: &Arc<Self>,
         idle: Idle<M::Connection>,
         broken_at: Option<Instant>,
@@ -768,7 +555,7 @@ impl<M: Manager> Shared<M> {
         }
     }
 
-    fn into_pooled(
+    pub(crate) fn into_pooled(
         self: &Arc<Self>,
         mut conn: Conn<M::Connection>,
         now: Instant,
@@ -776,8 +563,7 @@ impl<M: Manager> Shared<M> {
         started: Instant,
     ) -> Pooled<M> {
         conn.info.checkouts += 1;
-        self.metrics
-            .wait_time(now.saturating_duration_since(started));
+        self.metrics.wait_time(started, now);
         let leak_key = self
             .leaks
             .as_ref()

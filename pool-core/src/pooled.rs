@@ -7,7 +7,7 @@ use std::time::Instant;
 use crate::metrics::CloseReason;
 use crate::pool::Shared;
 use crate::state::Conn;
-use crate::{clock, hooks, ConnectionInfo, Manager, PoolError};
+use crate::{hooks, ConnectionInfo, Manager, PoolError};
 
 /// A connection checked out of a [`Pool`](crate::Pool). Dereferences to the
 /// connection; goes back to the pool when dropped.
@@ -89,9 +89,8 @@ impl<M: Manager> Pooled<M> {
             self.shared.leak_done(key);
         }
         if let Some(taken_at) = self.taken_at {
-            self.shared
-                .metrics
-                .use_time(clock::now().saturating_duration_since(taken_at));
+            // Reads the clock only with the `metrics` feature.
+            self.shared.metrics.use_time(taken_at);
         }
         self.conn
             .take()

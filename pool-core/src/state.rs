@@ -30,8 +30,9 @@ pub(crate) struct Idle<C> {
 
 /// What a parked caller is handed.
 pub(crate) enum Grant<C> {
-    /// A returned connection, straight from the returning user.
-    Conn(Idle<C>),
+    /// A returned connection, straight from the returning user, with the moment a
+    /// connection was last found broken (to tell whether this one is due a check).
+    Conn(Idle<C>, Option<Instant>),
     /// Room to open a connection: `size` and `connecting` already count it.
     Slot,
     /// The pool was closed.
@@ -188,7 +189,10 @@ impl<C> State<C> {
     /// A usable connection comes back: to the first waiter, else to the idle list.
     pub(crate) fn put_back(&mut self, idle: Idle<C>, wake: &mut WakeList) {
         match self.waiters.pop_front() {
-            Some(key) => wake.push(self.waiters.grant(key, Grant::Conn(idle))),
+            Some(key) => {
+                let grant = Grant::Conn(idle, self.broken_at);
+                wake.push(self.waiters.grant(key, grant));
+            }
             None => self.idle.push_back(idle),
         }
     }

@@ -1,0 +1,401 @@
+//! Taking a connection: the [`Get`] future behind `Pool::get`, `get_timeout` and
+//! `try_get`.
+//!
+//! The first poll tries the fast path synchronously: take an idle connection that
+//! needs no check, under one lock, and return it. Only a caller that must wait, open a
+//! connection or check one goes on to the slow path, an async state machine that is
+//! boxed so the fast path does not carry (and move) its size.
+//!
+//! Every intermediate state owns what it holds through a guard ([`TakenIdle`],
+//! [`SlotGuard`], [`WaitTurn`], [`Pooled`]), so dropping the future at any point gives
+//! back exactly what it held.
+
+use std::future::{poll_fn, Future};
+use std::panic::Location;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use tracing::Instrument;
+
+use crate::metrics::CloseReason;
+use crate::pool::{Opened, Shared, SlotGuard};
+use crate::state::{Grant, Idle, Open};
+use crate::waiters::{Polled, WaitKey};
+use crate::{clock, Manager, PoolError, Pooled, TimeoutKind};
+
+/// How long a `get` may wait for a connection to come back.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Wait {
+    Forever,
+    No,
+    For(Duration),
+}
+
+impl Wait {
+    pub(crate) fn from_timeout(timeout: Option<Duration>) -> Self {
+        match timeout {
+            None => Wait::Forever,
+            Some(d) if d.is_zero() => Wait::No,
+            Some(d) => Wait::For(d),
+        }
+    }
+}
+
+type GetResult<M> = Result<Pooled<M>, PoolError<<M as Manager>::Error>>;
+
+/// The future of [`Pool::get`](crate::Pool::get) and its siblings.
+///
+/// Cancel-safe: dropping it at any point gives back what it held (its place in line,
+/// a connection handed to it, the room for a connection it was opening, a connection
+/// it was checking).
+#[must_use = "futures do nothing unless awaited"]
+pub struct Get<'a, M: Manager> {
+    shared: &'a Arc<Shared<M>>,
+    state: GetState<'a, M>,
+}
+
+enum GetState<'a, M: Manager> {
+    Start {
+        wait: Wait,
+        caller: &'static Location<'static>,
+    },
+    Slow(Pin<Box<dyn Future<Output = GetResult<M>> + Send + 'a>>),
+    Done,
+}
+
+impl<'a, M: Manager> Get<'a, M> {
+    pub(crate) fn new(
+        shared: &'a Arc<Shared<M>>,
+        wait: Wait,
+        caller: &'static Location<'static>,
+    ) -> Self {
+        Get {
+            shared,
+            state: GetState::Start { wait, caller },
+        }
+    }
+}
+
+impl<M: Manager> Future for Get<'_, M> {
+    type Output = GetResult<M>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        if let GetState::Start { wait, caller } = this.state {
+            let shared = this.shared;
+            if matches!(wait, Wait::For(_)) && shared.runtime.is_none() {
+                this.state = GetState::Done;
+                return Poll::Ready(Err(PoolError::NoRuntime));
+            }
+            let now = clock::now();
+            let step = match shared.decide(now, wait, cx.waker()) {
+                Step::Idle(taken) => match shared.checkout_now(taken, now, caller) {
+                    Ok(pooled) => {
+                        this.state = GetState::Done;
+                        return Poll::Ready(Ok(pooled));
+                    }
+                    Err(taken) => Step::Idle(taken),
+                },
+                step => step,
+            };
+            this.state = GetState::Slow(Box::pin(shared.acquire(wait, caller, now, step)));
+        }
+        match &mut this.state {
+            GetState::Slow(slow) => {
+                let output = ready!(slow.as_mut().poll(cx));
+                this.state = GetState::Done;
+                Poll::Ready(output)
+            }
+            GetState::Done => panic!("`Get` polled after completion"),
+            GetState::Start { .. } => unreachable!("the start state was just left"),
+        }
+    }
+}
+
+/// An idle connection taken out of the pool (still counted in `size`); closed if
+/// dropped before it becomes a checkout.
+pub(crate) struct TakenIdle<'a, M: Manager> {
+    shared: &'a Arc<Shared<M>>,
+    idle: Option<Idle<M::Connection>>,
+    broken_at: Option<Instant>,
+}
+
+impl<M: Manager> TakenIdle<'_, M> {
+    fn into_parts(mut self) -> (Idle<M::Connection>, Option<Instant>) {
+        let idle = self.idle.take().expect("taken once");
+        (idle, self.broken_at)
+    }
+}
+
+impl<M: Manager> Drop for TakenIdle<'_, M> {
+    fn drop(&mut self) {
+        if let Some(idle) = self.idle.take() {
+            self.shared.close_conn(idle.conn, CloseReason::Cancelled);
+        }
+    }
+}
+
+/// A caller's place in line. Gives back its place, or whatever it was granted, when
+/// dropped before it took the grant.
+pub(crate) struct WaitTurn<'a, M: Manager> {
+    shared: &'a Arc<Shared<M>>,
+    key: Option<WaitKey>,
+    /// The waker stored with the place when the caller joined the line. While the
+    /// caller is polled with that same waker, a grant always wakes it, so a poll
+    /// before any wake-up need not take the lock to look.
+    joined_with: Option<Waker>,
+}
+
+impl<M: Manager> Future for WaitTurn<'_, M> {
+    type Output = Grant<M::Connection>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if let Some(joined_with) = self.joined_with.take() {
+            if joined_with.will_wake(cx.waker()) {
+                return Poll::Pending;
+            }
+        }
+        let key = self.key.expect("WaitTurn polled after completion");
+        let polled = self.shared.lock().waiters.poll(key, cx.waker());
+        match polled {
+            Polled::Ready(grant) => {
+                self.key = None;
+                Poll::Ready(grant)
+            }
+            Polled::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<M: Manager> Drop for WaitTurn<'_, M> {
+    fn drop(&mut self) {
+        let Some(key) = self.key.take() else { return };
+        let now = clock::now();
+        let mut wake = crate::state::WakeList::default();
+        {
+            let mut st = self.shared.lock();
+            match st.waiters.cancel(key) {
+                Some(Grant::Conn(idle, _)) => st.put_back(idle, &mut wake),
+                Some(Grant::Slot) => st.unreserve(now, &mut wake),
+                Some(Grant::Closed | Grant::Unavailable { .. } | Grant::Retry { .. }) | None => {}
+            }
+        }
+        wake.wake();
+    }
+}
+
+/// What a caller does next, each holding its guard.
+pub(crate) enum Step<'a, M: Manager> {
+    /// Check out this idle connection (checking it first if due).
+    Idle(TakenIdle<'a, M>),
+    /// Open a connection in this room.
+    Open(SlotGuard<'a, M>),
+    /// Wait in line; `Some(retry_at)` while connects back off, to look again when the
+    /// next attempt is due.
+    Wait(WaitTurn<'a, M>, Option<Instant>),
+    /// Fail (or retry) as this grant says.
+    Fail(Grant<M::Connection>),
+    /// Nothing now, and the caller does not wait.
+    Exhausted,
+}
+
+impl<M: Manager> Shared<M> {
+    /// Looks at the pool once, under one lock, and decides the caller's next step. A
+    /// caller who must wait joins the line with `waker`.
+    pub(crate) fn decide<'a>(
+        self: &'a Arc<Self>,
+        now: Instant,
+        wait: Wait,
+        waker: &Waker,
+    ) -> Step<'a, M> {
+        enum Raw<C> {
+            Idle(Idle<C>, Option<Instant>),
+            Open,
+            Wait(WaitKey, Option<Instant>),
+            Fail(Grant<C>),
+            Exhausted,
+        }
+        let raw = {
+            let mut st = self.lock();
+            if st.closed {
+                Raw::Fail(Grant::Closed)
+            } else if let Some(idle) = st.take_idle() {
+                Raw::Idle(idle, st.broken_at)
+            } else {
+                match st.open_permission(now) {
+                    Open::Now => {
+                        st.reserve();
+                        Raw::Open
+                    }
+                    Open::BackingOff { retry_at } if st.in_use() == 0 && st.connecting == 0 => {
+                        Raw::Fail(st.backoff_grant(retry_at))
+                    }
+                    _ if matches!(wait, Wait::No) => Raw::Exhausted,
+                    Open::BackingOff { retry_at } => {
+                        Raw::Wait(st.waiters.push_back(Some(waker.clone())), Some(retry_at))
+                    }
+                    Open::Later => Raw::Wait(st.waiters.push_back(Some(waker.clone())), None),
+                }
+            }
+        };
+        match raw {
+            Raw::Idle(idle, broken_at) => Step::Idle(TakenIdle {
+                shared: self,
+                idle: Some(idle),
+                broken_at,
+            }),
+            Raw::Open => Step::Open(SlotGuard::adopt(self)),
+            Raw::Wait(key, retry_at) => Step::Wait(
+                WaitTurn {
+                    shared: self,
+                    key: Some(key),
+                    joined_with: Some(waker.clone()),
+                },
+                retry_at,
+            ),
+            Raw::Fail(grant) => Step::Fail(grant),
+            Raw::Exhausted => Step::Exhausted,
+        }
+    }
+
+    /// The fast path: an idle connection that is not expired, needs no check and has
+    /// no `before_checkout` hook to run becomes a checkout at once.
+    fn checkout_now<'a>(
+        self: &'a Arc<Self>,
+        taken: TakenIdle<'a, M>,
+        now: Instant,
+        caller: &'static Location<'static>,
+    ) -> Result<Pooled<M>, TakenIdle<'a, M>> {
+        let idle = taken.idle.as_ref().expect("taken once");
+        let expired = idle.conn.info.expires_at.is_some_and(|at| at <= now);
+        if expired
+            || !self.hooks.before_checkout.is_empty()
+            || self.check_reason(idle, taken.broken_at, now).is_some()
+        {
+            return Err(taken);
+        }
+        let (idle, _) = taken.into_parts();
+        Ok(self.into_pooled(idle.conn, now, caller, now))
+    }
+
+    /// The slow path, starting from the step the first poll decided.
+    async fn acquire<'a>(
+        self: &'a Arc<Self>,
+        wait: Wait,
+        caller: &'static Location<'static>,
+        started: Instant,
+        first: Step<'a, M>,
+    ) -> GetResult<M> {
+        let mut now = started;
+        let mut deadline: Option<Instant> = None;
+        let mut step = first;
+        loop {
+            let grant = match step {
+                Step::Idle(taken) => {
+                    let (idle, broken_at) = taken.into_parts();
+                    Grant::Conn(idle, broken_at)
+                }
+                Step::Open(slot) => return self.open_for(slot, caller, started).await,
+                Step::Fail(grant) => grant,
+                Step::Exhausted => {
+                    return Err(self.timeout_error(TimeoutKind::Wait, Duration::ZERO))
+                }
+                Step::Wait(turn, retry_at) => {
+                    let end = match wait {
+                        Wait::For(limit) => Some(*deadline.get_or_insert(started + limit)),
+                        _ => None,
+                    };
+                    let wake_at = match (end, retry_at) {
+                        (Some(end), Some(retry_at)) => Some(end.min(retry_at)),
+                        (end, retry_at) => end.or(retry_at),
+                    };
+                    let limit = wake_at.map(|at| at.saturating_duration_since(now));
+                    let span =
+                        tracing::debug_span!("pool.acquire.wait", pool.name = %self.config.name);
+                    let waited = self.within(limit, turn).instrument(span).await;
+                    now = clock::now();
+                    match waited {
+                        Some(grant) => grant,
+                        None if end.is_some_and(|end| end <= now) => {
+                            let after = match wait {
+                                Wait::For(limit) => limit,
+                                _ => Duration::ZERO,
+                            };
+                            return Err(self.timeout_error(TimeoutKind::Wait, after));
+                        }
+                        // The back-off ended while in line: look again, as a
+                        // connect attempt may be due.
+                        None => Grant::Retry { retry_at: now },
+                    }
+                }
+            };
+            match grant {
+                Grant::Conn(idle, broken_at) => {
+                    if let Some(pooled) =
+                        self.checkout(idle, broken_at, now, caller, started).await?
+                    {
+                        return Ok(pooled);
+                    }
+                    now = clock::now();
+                }
+                Grant::Slot => return self.open_for(SlotGuard::adopt(self), caller, started).await,
+                Grant::Closed => return Err(PoolError::Closed),
+                Grant::Retry { retry_at } if retry_at > now => {
+                    let limit = match wait {
+                        Wait::For(limit) => Some(*deadline.get_or_insert(started + limit)),
+                        Wait::Forever => None,
+                        Wait::No => Some(now),
+                    };
+                    if self.runtime.is_none() || limit.is_some_and(|end| end <= now) {
+                        // No time to wait out the back-off: report the failure.
+                        let last_error = self.lock().last_error_text();
+                        return Err(PoolError::Unavailable {
+                            last_error,
+                            retry_in: retry_at.saturating_duration_since(now),
+                        });
+                    }
+                    let until = limit.map_or(retry_at, |end| end.min(retry_at));
+                    let pause = until.saturating_duration_since(now);
+                    let _ = self.within(Some(pause), std::future::pending::<()>()).await;
+                    now = clock::now();
+                    if limit.is_some_and(|end| end <= now) {
+                        let after = match wait {
+                            Wait::For(limit) => limit,
+                            _ => Duration::ZERO,
+                        };
+                        return Err(self.timeout_error(TimeoutKind::Wait, after));
+                    }
+                }
+                Grant::Retry { .. } => {}
+                Grant::Unavailable {
+                    last_error,
+                    retry_at,
+                } => {
+                    return Err(PoolError::Unavailable {
+                        last_error,
+                        retry_in: retry_at.saturating_duration_since(now),
+                    })
+                }
+            }
+            step = poll_fn(|cx| Poll::Ready(self.decide(now, wait, cx.waker()))).await;
+        }
+    }
+
+    /// Opens a connection in `slot` for the caller and runs `after_connect` on it.
+    async fn open_for(
+        self: &Arc<Self>,
+        slot: SlotGuard<'_, M>,
+        caller: &'static Location<'static>,
+        started: Instant,
+    ) -> GetResult<M> {
+        match self.open(slot).await {
+            Opened::Conn(conn) => {
+                let opened_at = conn.info.created_at;
+                let mut pooled = self.into_pooled(conn, opened_at, caller, started);
+                pooled.run_after_connect().await.map(|()| pooled)
+            }
+            Opened::Failed(err) => Err(err),
+        }
+    }
+}
