@@ -41,6 +41,23 @@ impl Wait {
             Some(d) => Wait::For(d),
         }
     }
+
+    /// When a `get` that started at `started` must give up waiting.
+    fn deadline(self, started: Instant) -> Option<Instant> {
+        match self {
+            Wait::Forever => None,
+            Wait::No => Some(started),
+            Wait::For(limit) => Some(started + limit),
+        }
+    }
+
+    /// The bound a wait timeout reports.
+    fn bound(self) -> Duration {
+        match self {
+            Wait::For(limit) => limit,
+            Wait::Forever | Wait::No => Duration::ZERO,
+        }
+    }
 }
 
 type GetResult<M> = Result<Pooled<M>, PoolError<<M as Manager>::Error>>;
@@ -288,7 +305,7 @@ impl<M: Manager> Shared<M> {
         first: Step<'a, M>,
     ) -> GetResult<M> {
         let mut now = started;
-        let mut deadline: Option<Instant> = None;
+        let deadline = wait.deadline(started);
         let mut step = first;
         loop {
             let grant = match step {
@@ -302,11 +319,7 @@ impl<M: Manager> Shared<M> {
                     return Err(self.timeout_error(TimeoutKind::Wait, Duration::ZERO))
                 }
                 Step::Wait(turn, retry_at) => {
-                    let end = match wait {
-                        Wait::For(limit) => Some(*deadline.get_or_insert(started + limit)),
-                        _ => None,
-                    };
-                    let wake_at = match (end, retry_at) {
+                    let wake_at = match (deadline, retry_at) {
                         (Some(end), Some(retry_at)) => Some(end.min(retry_at)),
                         (end, retry_at) => end.or(retry_at),
                     };
@@ -317,12 +330,8 @@ impl<M: Manager> Shared<M> {
                     now = clock::now();
                     match waited {
                         Some(grant) => grant,
-                        None if end.is_some_and(|end| end <= now) => {
-                            let after = match wait {
-                                Wait::For(limit) => limit,
-                                _ => Duration::ZERO,
-                            };
-                            return Err(self.timeout_error(TimeoutKind::Wait, after));
+                        None if deadline.is_some_and(|end| end <= now) => {
+                            return Err(self.timeout_error(TimeoutKind::Wait, wait.bound()));
                         }
                         // The back-off ended while in line: look again, as a
                         // connect attempt may be due.
@@ -342,11 +351,7 @@ impl<M: Manager> Shared<M> {
                 Grant::Slot => return self.open_for(SlotGuard::adopt(self), caller, started).await,
                 Grant::Closed => return Err(PoolError::Closed),
                 Grant::Retry { retry_at } if retry_at > now => {
-                    let limit = match wait {
-                        Wait::For(limit) => Some(*deadline.get_or_insert(started + limit)),
-                        Wait::Forever => None,
-                        Wait::No => Some(now),
-                    };
+                    let limit = deadline;
                     if self.runtime.is_none() || limit.is_some_and(|end| end <= now) {
                         // No time to wait out the back-off: report the failure.
                         let last_error = self.lock().last_error_text();
@@ -360,11 +365,7 @@ impl<M: Manager> Shared<M> {
                     let _ = self.within(Some(pause), std::future::pending::<()>()).await;
                     now = clock::now();
                     if limit.is_some_and(|end| end <= now) {
-                        let after = match wait {
-                            Wait::For(limit) => limit,
-                            _ => Duration::ZERO,
-                        };
-                        return Err(self.timeout_error(TimeoutKind::Wait, after));
+                        return Err(self.timeout_error(TimeoutKind::Wait, wait.bound()));
                     }
                 }
                 Grant::Retry { .. } => {}
