@@ -129,6 +129,7 @@ fn run_cargo(args: &[&str]) -> Result<(), String> {
 }
 
 fn test() -> Result<(), String> {
+    check_rust_versions()?;
     run_cargo(&["fmt", "--all", "--", "--check"])?;
     run_cargo(&[
         "clippy",
@@ -143,6 +144,86 @@ fn test() -> Result<(), String> {
     conformance(&[])?;
     println!("xtask test: all steps passed");
     Ok(())
+}
+
+/// Fails if a locked dependency declares a `rust-version` above the workspace's, so
+/// the promised minimum Rust (1.88, which redis 1.8 needs) is not raised by an update.
+fn check_rust_versions() -> Result<(), String> {
+    let host = host_triple()?;
+    let output = cargo_command(&[
+        "metadata",
+        "--format-version",
+        "1",
+        "--locked",
+        "--filter-platform",
+        &host,
+    ])
+    .stderr(std::process::Stdio::inherit())
+    .output()
+    .map_err(|e| format!("could not run cargo metadata: {e}"))?;
+    if !output.status.success() {
+        return Err("cargo metadata failed (is Cargo.lock up to date?)".into());
+    }
+    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout)
+        .map_err(|e| format!("cargo metadata printed something unreadable: {e}"))?;
+    let packages = metadata["packages"].as_array().cloned().unwrap_or_default();
+    let version_of = |name: &str| {
+        packages
+            .iter()
+            .find(|p| p["name"] == name)
+            .and_then(|p| p["rust_version"].as_str())
+            .map(str::to_owned)
+    };
+    let ours = version_of("pool-core").ok_or("pool-core declares no rust-version")?;
+    let too_new: Vec<String> = rust_versions_above(&packages, &ours);
+    if too_new.is_empty() {
+        println!("rust-version: every dependency builds on Rust {ours}");
+        Ok(())
+    } else {
+        Err(format!(
+            "dependencies need a newer Rust than the workspace's {ours}: {}; pin older \
+             versions with `cargo update -p NAME --precise VERSION`",
+            too_new.join(", ")
+        ))
+    }
+}
+
+/// The platform rustc builds for by default (metadata for others would download crates
+/// this machine never builds).
+fn host_triple() -> Result<String, String> {
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let output = Command::new(rustc)
+        .arg("-vV")
+        .output()
+        .map_err(|e| format!("could not run rustc -vV: {e}"))?;
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .find_map(|line| line.strip_prefix("host: "))
+        .map(str::to_owned)
+        .ok_or_else(|| "rustc -vV named no host".to_owned())
+}
+
+/// The packages whose `rust_version` is above `limit`, as `name version (rust X)`.
+fn rust_versions_above(packages: &[serde_json::Value], limit: &str) -> Vec<String> {
+    // `1.88` and `1.88.0` are the same version: compare three numbers.
+    let parse = |v: &str| -> [u64; 3] {
+        let mut parts = v.split('.').map(|n| n.parse().unwrap_or(0));
+        [(); 3].map(|()| parts.next().unwrap_or(0))
+    };
+    let limit = parse(limit);
+    packages
+        .iter()
+        .filter_map(|p| {
+            let needs = p["rust_version"].as_str()?;
+            (parse(needs) > limit).then(|| {
+                format!(
+                    "{} {} (rust {needs})",
+                    p["name"].as_str().unwrap_or("?"),
+                    p["version"].as_str().unwrap_or("?")
+                )
+            })
+        })
+        .collect()
 }
 
 fn bench(rest: &[String]) -> Result<(), String> {
@@ -347,6 +428,21 @@ fn matrix(backends: &[&Backend], results: &[CaseResult]) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn rust_versions_above_compares_numbers_not_text() {
+        let packages: Vec<serde_json::Value> = serde_json::from_str(
+            r#"[{"name":"a","version":"1.0.0","rust_version":"1.88.0"},
+                {"name":"b","version":"2.0.0","rust_version":"1.90"},
+                {"name":"c","version":"3.0.0","rust_version":"1.9"},
+                {"name":"d","version":"4.0.0","rust_version":null}]"#,
+        )
+        .unwrap();
+        assert_eq!(
+            super::rust_versions_above(&packages, "1.88"),
+            vec!["b 2.0.0 (rust 1.90)".to_owned()]
+        );
+    }
+
     use super::*;
 
     #[test]
