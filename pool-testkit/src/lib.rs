@@ -7,8 +7,12 @@
 //! - [`conformance`]: one generic body of cases every backend runs through its
 //!   [`conformance::Backend`] implementation; `cargo xtask conformance` gathers the
 //!   results of every backend into a matrix.
+//! - [`servers`]: the PostgreSQL, MariaDB and Redis servers the tests use: the URL from
+//!   the environment, else a server on the default local port, else a throwaway one
+//!   started from the installed binaries.
 //!
 //! Drivers use this crate as a dev-dependency only.
 
 pub mod conformance;
 pub mod mock;
+pub mod servers;
