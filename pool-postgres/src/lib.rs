@@ -1,5 +1,90 @@
-//! The postgres driver for `pool-core`. This crate is a placeholder: its `Manager`
-//! arrives with the postgres driver issue. It re-exports `pool_core` so that the
-//! workspace layout is in place.
+//! A connection pool for PostgreSQL: a [`pool_core`] manager for
+//! [`tokio_postgres`] clients.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let url = std::env::var("POOL_TEST_POSTGRES_URL")
+//!     .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+//! let manager = pool_postgres::Manager::from_url(&url)?;
+//! let pool = pool_postgres::Pool::builder(manager)
+//!     .max_size(8)
+//!     .wait_timeout(Duration::from_secs(5))
+//!     .build()?;
+//! pool.spawn_upkeep(); // lifetimes, idle reaping, min_idle
+//!
+//! let conn = pool.get().await?; // a `Pooled`, which dereferences to a `PgConnection`
+//! let row = conn.query_one("SELECT $1::int + 1", &[&41]).await?;
+//! assert_eq!(row.get::<_, i32>(0), 42);
+//! drop(conn); // back to the pool
+//!
+//! // A failed connect names its cause, in the server's words:
+//! let wrong = pool_postgres::Manager::from_url("postgres://postgres@127.0.0.1/no_such_db")?;
+//! let pool = pool_postgres::Pool::builder(wrong).build()?;
+//! let err = pool.get().await.unwrap_err();
+//! assert!(err.to_string().contains(r#"database "no_such_db" does not exist"#));
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Configuration
+//! [`Manager::new`] takes tokio-postgres's own [`tokio_postgres::Config`],
+//! [`Manager::from_url`] a `postgres://` URL or libpq `key=value` string, and
+//! [`Manager::with_tls`] any tokio-postgres TLS connector (with the `rustls` feature,
+//! `Manager::with_rustls` takes a `rustls::ClientConfig`). [`Config`] holds the server,
+//! the driver's options and the pool's `PoolConfig` in one serde-deserialisable value,
+//! also read from the environment ([`Config::from_env`]`("PG")` reads libpq's `PGHOST`,
+//! `PGUSER`, ...), and [`Config::create_pool`] builds the pool from it; [`Config::builder`] makes one in code.
+//!
+//! # Connections
+//! The pool holds [`PgConnection`]s: a [`tokio_postgres::Client`] (it dereferences to
+//! one) together with the task that drives its socket, which ends when the connection
+//! is dropped. A connection whose task ended (the server closed it, the network
+//! failed), or on which a query failed because the connection or the server is gone,
+//! is discarded when it comes back.
+//!
+//! # Checks and resets
+//! The pool checks a connection before checkout only when a check is due (idle for
+//! `check_interval`, returned dirty, or made before another connection was found
+//! broken). What a check does is the manager's [`RecycleMode`]: nothing, a round trip
+//! (the default), or a full reset every time. A connection that comes back with session
+//! state left behind (see [`PgConnection`] for what is detected, and
+//! [`PgConnection::mark_dirty`] for the rest) is reset with [`RESET_QUERY`] before it
+//! is handed out again.
+//!
+//! # Errors
+//! Connect and check failures are [`Error`]s keeping tokio-postgres's error as their
+//! source; `pool_core::PoolError`'s `Display` shows the whole chain, so a log line
+//! reads `cannot connect to postgres://app@db:5432/x: db error: FATAL: database "x"
+//! does not exist`. Passwords are never shown: not by [`Manager`]'s `Display` or
+//! `Debug`, nor by [`Error`] or [`ConfigError`].
+//!
+//! # Runtime
+//! Connections need tokio: the connection task is spawned with `tokio::spawn`.
 
+mod config;
+mod connection;
+mod error;
+mod manager;
+mod redact;
+
+pub use config::{Config, ConfigBuilder};
+pub use connection::PgConnection;
+pub use error::{ConfigError, Error};
+pub use manager::{Manager, RecycleMode, RESET_QUERY};
 pub use pool_core;
+#[cfg(feature = "rustls")]
+pub use rustls;
+pub use tokio_postgres;
+
+/// A pool of PostgreSQL connections.
+pub type Pool = pool_core::Pool<Manager>;
+
+/// A connection checked out of a [`Pool`]; dereferences to [`PgConnection`] and goes
+/// back to the pool when dropped.
+pub type Pooled = pool_core::Pooled<Manager>;
+
+/// What [`Pool::get`](pool_core::Pool::get) fails with.
+pub type PoolError = pool_core::PoolError<Error>;
