@@ -39,11 +39,18 @@ struct Backend {
 }
 
 /// Every backend the conformance matrix knows; a new driver adds one line here.
-const BACKENDS: &[Backend] = &[Backend {
-    name: "mock",
-    package: "pool-testkit",
-    test: "conformance",
-}];
+const BACKENDS: &[Backend] = &[
+    Backend {
+        name: "mock",
+        package: "pool-testkit",
+        test: "conformance",
+    },
+    Backend {
+        name: "postgres",
+        package: "pool-postgres",
+        test: "conformance",
+    },
+];
 
 /// A database server the tests use: its name, default local port and URL variable.
 const SERVICES: &[(&str, u16, &str)] = &[
