@@ -29,9 +29,13 @@ impl fmt::Display for TimeoutKind {
 
 /// What the pool looked like when a timeout fired, so the log line alone explains it.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct TimeoutContext {
     /// The bound that ran out.
     pub after: Duration,
+    /// For a connect timeout, where the connect was going
+    /// ([`Manager::target`](crate::Manager::target)).
+    pub target: Option<String>,
     /// The pool's counts at that moment.
     pub status: Status,
     /// The most recent connect failure, if the pool has seen one since it last
@@ -112,11 +116,11 @@ impl<E: StdError> fmt::Display for PoolError<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             PoolError::Timeout(kind, ctx) => {
-                write!(
-                    f,
-                    "timed out after {:?} {kind} (pool: {})",
-                    ctx.after, ctx.status
-                )?;
+                write!(f, "timed out after {:?} {kind}", ctx.after)?;
+                if let Some(target) = &ctx.target {
+                    write!(f, " to {target}")?;
+                }
+                write!(f, " (pool: {})", ctx.status)?;
                 if let Some(last) = &ctx.last_connect_error {
                     write!(f, "; last connect error: {last}")?;
                 }

@@ -276,19 +276,21 @@ impl<M: Manager> Shared<M> {
         }
     }
 
-    /// The fast path: an idle connection that is not expired, needs no check and has
-    /// no `before_checkout` hook to run becomes a checkout at once.
+    /// The fast path: an idle connection that is not expired, not known broken, needs
+    /// no check and has no `before_checkout` hook to run becomes a checkout at once.
     fn checkout_now<'a>(
         self: &'a Arc<Self>,
-        taken: TakenIdle<'a, M>,
+        mut taken: TakenIdle<'a, M>,
         now: Instant,
         caller: &'static Location<'static>,
     ) -> Result<Pooled<M>, TakenIdle<'a, M>> {
-        let idle = taken.idle.as_ref().expect("taken once");
+        let broken_at = taken.broken_at;
+        let idle = taken.idle.as_mut().expect("taken once");
         let expired = idle.conn.info.expires_at.is_some_and(|at| at <= now);
         if expired
             || !self.hooks.before_checkout.is_empty()
-            || self.check_reason(idle, taken.broken_at, now).is_some()
+            || self.check_reason(idle, broken_at, now).is_some()
+            || self.reports_broken(&mut idle.conn)
         {
             return Err(taken);
         }

@@ -33,8 +33,10 @@ pub enum ReturnState {
 /// - [`recycle`](Manager::recycle): at checkout, only when a check is due (idle longer
 ///   than `check_interval`, returned dirty, or made before a broken connection was
 ///   found). Bounded by `recycle_timeout`. An error discards the connection.
-/// - [`has_broken`](Manager::has_broken) and [`return_state`](Manager::return_state):
-///   on every return, synchronously; keep them cheap.
+/// - [`has_broken`](Manager::has_broken): on every return, and before an idle
+///   connection is handed out; synchronously, so keep it cheap (a flag or a closed
+///   socket the driver already knows about, no I/O).
+/// - [`return_state`](Manager::return_state): on every return, synchronously.
 #[async_trait::async_trait]
 pub trait Manager: Send + Sync + 'static {
     /// The connection type the pool holds.
@@ -55,9 +57,18 @@ pub trait Manager: Send + Sync + 'static {
         info: &ConnectionInfo,
     ) -> Result<(), Self::Error>;
 
-    /// A cheap, synchronous test run on every return: `true` discards the connection.
+    /// A cheap, synchronous test run on every return and before an idle connection is
+    /// handed out: `true` discards the connection (and makes its idle peers due for a
+    /// check, as whatever broke it may have broken them too).
     fn has_broken(&self, _conn: &mut Self::Connection) -> bool {
         false
+    }
+
+    /// Where this manager connects, for messages: a URL or `host:port`, with any
+    /// password masked. A connect timeout names it, since the driver's own error
+    /// cannot say where it was going. The default says nothing.
+    fn target(&self) -> Option<String> {
+        None
     }
 
     /// What state `conn` comes back in, run on every return after

@@ -420,6 +420,10 @@ impl<M: Manager> Shared<M> {
             status.waiting += 1;
         }
         self.metrics.timeout();
+        let target = match kind {
+            TimeoutKind::Connect => self.manager.target(),
+            TimeoutKind::Wait | TimeoutKind::Recycle => None,
+        };
         tracing::warn!(
             pool.name = %self.config.name,
             kind = ?kind,
@@ -432,6 +436,7 @@ impl<M: Manager> Shared<M> {
             kind,
             Box::new(TimeoutContext {
                 after,
+                target,
                 status,
                 last_connect_error,
             }),
@@ -469,8 +474,15 @@ impl<M: Manager> Shared<M> {
         caller: &'static Location<'static>,
         started: Instant,
     ) -> Result<Option<Pooled<M>>, PoolError<M::Error>> {
+        let mut idle = idle;
         if idle.conn.info.expires_at.is_some_and(|at| at <= now) {
             self.close_conn(idle.conn, CloseReason::Lifetime);
+            return Ok(None);
+        }
+        if self.reports_broken(&mut idle.conn) {
+            // The driver already knows (its socket closed while idle, say): never hand
+            // it out, and have the idle peers checked, as a restart kills them all.
+            self.close_conn(idle.conn, CloseReason::Broken);
             return Ok(None);
         }
         let reason = self.check_reason(&idle, broken_at, now);
@@ -595,7 +607,10 @@ impl<M: Manager> Shared<M> {
             }
             None => {
                 let after = self.config.connect_timeout.unwrap_or_default();
-                let text = format!("connect timed out after {after:?}");
+                let text = match self.manager.target() {
+                    Some(target) => format!("connect to {target} timed out after {after:?}"),
+                    None => format!("connect timed out after {after:?}"),
+                };
                 tracing::warn!(pool.name = %self.config.name, "{text}");
                 slot.failed(text);
                 Opened::Failed(self.timeout_error(TimeoutKind::Connect, after))
@@ -652,6 +667,11 @@ impl<M: Manager> Shared<M> {
         if let Some((conn, reason)) = closing {
             self.close_conn(conn, reason);
         }
+    }
+
+    /// [`Manager::has_broken`], with a panic counting as "broken".
+    pub(crate) fn reports_broken(&self, conn: &mut Conn<M::Connection>) -> bool {
+        catch_unwind(AssertUnwindSafe(|| self.manager.has_broken(&mut conn.raw))).unwrap_or(true)
     }
 
     /// Asks the manager and the `after_return` hooks whether a returned connection may

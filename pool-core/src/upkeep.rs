@@ -226,10 +226,18 @@ impl<M: Manager> Shared<M> {
         }
 
         let now = clock::now();
+        // Connections returned meanwhile do not wake upkeep, so it looks again within
+        // a quarter of the shortest period it enforces: an idle connection is closed
+        // at most that late.
+        let cap = [self.config.idle_timeout, self.config.leak_threshold]
+            .into_iter()
+            .flatten()
+            .map(|period| period / 4)
+            .fold(MAX_PAUSE, Duration::min);
         let pause = next
             .map(|at| at.saturating_duration_since(now))
-            .unwrap_or(MAX_PAUSE)
-            .min(MAX_PAUSE);
+            .unwrap_or(cap)
+            .min(cap);
         Some(pause)
     }
 }

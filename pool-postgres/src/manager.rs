@@ -271,6 +271,10 @@ impl pool_core::Manager for Manager {
         conn.is_closed()
     }
 
+    fn target(&self) -> Option<String> {
+        Some(self.target.clone())
+    }
+
     fn return_state(&self, conn: &mut PgConnection) -> ReturnState {
         if self.recycle_mode == RecycleMode::Clean || conn.is_dirty() {
             ReturnState::Dirty

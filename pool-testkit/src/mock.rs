@@ -54,6 +54,10 @@ use tokio::sync::watch;
 /// says otherwise.
 pub const DEFAULT_ERROR_MESSAGE: &str = "mock: connection refused";
 
+/// Where the mock "connects", as [`Manager::target`](pool_core::Manager::target)
+/// names it in connect timeouts.
+pub const MOCK_TARGET: &str = "mock://127.0.0.1:0/test";
+
 /// The message of a query or recycle on a connection killed server-side.
 pub const KILLED_MESSAGE: &str = "mock: connection killed";
 
@@ -158,6 +162,9 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 #[derive(Default)]
 struct ServerSide {
     killed: AtomicBool,
+    /// Killed without the client noticing (its socket not read yet): `has_broken`
+    /// does not see it; only a round trip (a query or a recycle) does.
+    unnoticed: AtomicBool,
 }
 
 /// The "server": everything managers and controls sharing it see.
@@ -323,7 +330,7 @@ impl Manager for MockManager {
         s.recycle_gate.pass(&s.recycles_waiting).await;
         s.recycle_hang.pass(&s.recycles_waiting).await;
         delay(read(&s.recycle_delay)).await;
-        let error = if conn.is_killed() {
+        let error = if conn.fail_if_killed().is_err() {
             Some(KILLED_MESSAGE)
         } else if take_one(&s.fail_recycles) {
             Some(RECYCLE_FAILED_MESSAGE)
@@ -346,7 +353,12 @@ impl Manager for MockManager {
         if take_one(&s.panic_has_broken) {
             panic!("mock: scripted panic in has_broken");
         }
-        conn.is_killed() || s.break_on_return.load(Ordering::SeqCst)
+        let noticed_kill = conn.is_killed() && !conn.server.unnoticed.load(Ordering::SeqCst);
+        noticed_kill || s.break_on_return.load(Ordering::SeqCst)
+    }
+
+    fn target(&self) -> Option<String> {
+        Some(MOCK_TARGET.to_owned())
     }
 
     fn return_state(&self, conn: &mut MockConnection) -> ReturnState {
@@ -375,11 +387,16 @@ impl MockConnection {
     /// A round trip: fails with [`KILLED_MESSAGE`] if the connection was killed
     /// server-side; takes [`MockControl::query_delay`].
     pub async fn query(&mut self) -> Result<(), MockError> {
-        if self.is_killed() {
-            return Err(MockError::new(KILLED_MESSAGE));
-        }
+        self.fail_if_killed()?;
         delay(read(&self.shared.query_delay)).await;
+        self.fail_if_killed()
+    }
+
+    /// A round trip on a killed connection fails, and from then on the client knows
+    /// (as a driver does once it reads the closed socket).
+    fn fail_if_killed(&self) -> Result<(), MockError> {
         if self.is_killed() {
+            self.server.unnoticed.store(false, Ordering::SeqCst);
             return Err(MockError::new(KILLED_MESSAGE));
         }
         Ok(())
@@ -560,6 +577,32 @@ impl MockControl {
         }
     }
 
+    /// Kills connection `id` server-side without the client noticing: `has_broken`
+    /// still says it is fine, but its queries and recycles fail (a socket the server
+    /// closed that the driver has not read yet). `false` if no live connection has
+    /// that id.
+    pub fn kill_unnoticed(&self, id: u64) -> bool {
+        match lock(&self.shared.connections).get(&id) {
+            Some(server) => {
+                server.unnoticed.store(true, Ordering::SeqCst);
+                server.killed.store(true, Ordering::SeqCst);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Kills every live connection server-side without the client noticing (see
+    /// [`kill_unnoticed`](Self::kill_unnoticed)); returns how many.
+    pub fn kill_all_unnoticed(&self) -> usize {
+        let connections = lock(&self.shared.connections);
+        for server in connections.values() {
+            server.unnoticed.store(true, Ordering::SeqCst);
+            server.killed.store(true, Ordering::SeqCst);
+        }
+        connections.len()
+    }
+
     /// Kills every live connection server-side; returns how many.
     pub fn kill_all(&self) -> usize {
         let connections = lock(&self.shared.connections);
@@ -669,8 +712,8 @@ impl crate::conformance::Backend for MockBackend {
         "mock"
     }
 
-    fn wrong_credentials_message(&self) -> &'static str {
-        "password authentication failed"
+    fn wrong_credentials_message(&self) -> String {
+        "password authentication failed".to_owned()
     }
 
     async fn manager(&self) -> MockManager {
@@ -872,11 +915,25 @@ mod tests {
         assert_eq!(control.recycles_failed(), 1);
         drop(conn);
 
-        assert!(control.kill(2));
+        assert!(control.kill_unnoticed(2));
         let conn = pool.get().await.unwrap();
         assert_eq!(conn.id(), 3, "the killed connection failed its recycle");
         assert_eq!(control.recycles_failed(), 2);
         assert_eq!(control.live(), 1);
+        drop(conn);
+
+        assert!(control.kill(3));
+        let conn = pool.get().await.unwrap();
+        assert_eq!(
+            conn.id(),
+            4,
+            "a kill the client noticed is seen before any check"
+        );
+        assert_eq!(
+            control.recycles_failed(),
+            2,
+            "no recycle was needed to see it"
+        );
     }
 
     #[tokio::test]

@@ -122,6 +122,28 @@ async fn idle_timeout_closes_idle_connections_beyond_min_idle() {
     upkeep.abort();
 }
 
+/// A connection returned while upkeep sleeps (returns do not wake it) is still closed
+/// within a quarter of `idle_timeout` after it expires, not at upkeep's 1 s ceiling.
+#[tokio::test(start_paused = true)]
+async fn idle_timeout_is_enforced_within_a_quarter_of_itself() {
+    let (pool, control) = pool(|b| b.max_size(2).idle_timeout(400 * MS).max_lifetime(None));
+    let upkeep = pool.spawn_upkeep();
+    settle(10).await; // upkeep ran once with nothing idle and went to sleep
+    tokio::time::sleep(30 * MS).await;
+    drop(pool.get().await.unwrap()); // returned at t = 30 ms; expires at 430 ms
+    tokio::time::sleep(390 * MS).await; // t = 420 ms
+    settle(10).await;
+    assert_eq!(control.live(), 1, "not idle for 400 ms yet");
+    tokio::time::sleep(110 * MS).await; // t = 530 ms: 430 ms + a quarter of 400 ms
+    settle(10).await;
+    assert_eq!(
+        control.live(),
+        0,
+        "closed within idle_timeout / 4 of expiring"
+    );
+    upkeep.abort();
+}
+
 /// Without upkeep, a connection past `max_lifetime` is closed when it is returned, and
 /// an expired idle one is closed (and replaced) at checkout.
 #[tokio::test(start_paused = true)]
@@ -177,13 +199,16 @@ async fn min_idle_is_warmed_up_and_refilled() {
     let status = pool.status();
     assert_eq!((status.size, status.idle), (3, 3), "{status:?}");
 
-    assert_eq!(control.kill_all(), 3);
+    // Killed server-side before the client noticed: handed out, found broken on return.
+    assert_eq!(control.kill_all_unnoticed(), 3);
     let mut conns = Vec::new();
     for _ in 0..3 {
         conns.push(pool.get().await.unwrap());
     }
-    assert!(conns.iter().all(|c| c.is_killed()));
-    drop(conns); // broken on return: closed
+    for conn in &mut conns {
+        assert!(conn.query().await.is_err(), "its user finds it dead");
+    }
+    drop(conns); // now the client knows: broken on return, closed
     yield_until("upkeep to refill min_idle", 100, || {
         control.live_ids() == [4, 5, 6]
     })
@@ -285,8 +310,9 @@ async fn a_broken_connection_makes_idle_peers_due_for_a_check() {
     assert_eq!(pool.status().idle, 4);
     tokio::time::advance(MS).await;
 
-    // The server restarts: every connection dies server-side.
-    assert_eq!(control.kill_all(), 4);
+    // The server restarts: every connection dies server-side, before the client
+    // has read its sockets (so `has_broken` cannot see it yet).
+    assert_eq!(control.kill_all_unnoticed(), 4);
     let mut first = pool.get().await.unwrap();
     assert_eq!(control.recycles(), 0, "not due: handed out unchecked");
     assert!(first.query().await.is_err(), "the user finds it dead");
@@ -304,6 +330,35 @@ async fn a_broken_connection_makes_idle_peers_due_for_a_check() {
     assert_eq!(control.recycles_failed(), 3);
     assert_eq!(control.live(), 3);
     assert!(served.iter().all(|c| c.id() > 4), "all replaced");
+}
+
+/// An idle connection the driver already knows is dead (its `has_broken` says so) is
+/// never handed out, not even once, and no check is spent on finding out; its idle
+/// peers become due for a check.
+#[tokio::test(start_paused = true)]
+async fn an_idle_connection_known_broken_is_never_handed_out() {
+    let (pool, control) = pool(|b| b.max_size(3).check_interval(Duration::from_secs(3600)));
+    let conns: Vec<_> = [(); 3].map(|()| pool.get()).into_iter().collect();
+    let mut held = Vec::new();
+    for get in conns {
+        held.push(get.await.unwrap());
+    }
+    drop(held);
+    tokio::time::advance(MS).await;
+    assert!(
+        control.kill(3),
+        "the most recently returned one, reused first"
+    );
+
+    let mut conn = pool.get().await.expect("a get succeeds");
+    assert!(!conn.is_killed(), "the dead connection was not handed out");
+    conn.query().await.unwrap();
+    assert_eq!(
+        control.recycles(),
+        1,
+        "only the peer it fell back on was checked"
+    );
+    assert_eq!(control.live(), 2);
 }
 
 /// A connection held past `leak_threshold` is reported once at WARN with where it was

@@ -140,7 +140,15 @@ async fn connect_timeout_fires_and_frees_the_slot() {
     assert_eq!(ctx.after, 200 * MS);
     assert!(elapsed >= 200 * MS, "fired early: {elapsed:?}");
     assert!(elapsed < 300 * MS, "fired late: {elapsed:?}");
-    assert!(err.to_string().contains("opening a connection"), "{err}");
+    assert_eq!(ctx.target.as_deref(), Some(pool_testkit::mock::MOCK_TARGET));
+    let text = err.to_string();
+    assert!(
+        text.contains(&format!(
+            "opening a connection to {}",
+            pool_testkit::mock::MOCK_TARGET
+        )),
+        "a connect timeout names where it was going: {text}"
+    );
     assert_eq!(
         control.connects_waiting(),
         0,
