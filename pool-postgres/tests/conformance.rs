@@ -27,7 +27,7 @@ struct Postgres {
     /// The `application_name` of every connection the suite's pools open.
     app: String,
     /// The server's own words when [`MISSING_ROLE`] connects, found once up front.
-    wrong_credentials_message: &'static str,
+    wrong_credentials_message: String,
 }
 
 impl Postgres {
@@ -51,7 +51,7 @@ impl Postgres {
             _server: Some(server),
             config,
             app,
-            wrong_credentials_message: Box::leak(wrong_credentials_message.into_boxed_str()),
+            wrong_credentials_message,
         })
     }
 
@@ -128,8 +128,8 @@ impl Backend for Postgres {
         "postgres"
     }
 
-    fn wrong_credentials_message(&self) -> &'static str {
-        self.wrong_credentials_message
+    fn wrong_credentials_message(&self) -> String {
+        self.wrong_credentials_message.clone()
     }
 
     async fn manager(&self) -> Manager {
@@ -244,7 +244,7 @@ fn main() {
             _server: None,
             config: tokio_postgres::Config::new(),
             app: String::new(),
-            wrong_credentials_message: "",
+            wrong_credentials_message: String::new(),
         });
         return;
     }

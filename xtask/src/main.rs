@@ -162,6 +162,7 @@ fn check_rust_versions() -> Result<(), String> {
         "--format-version",
         "1",
         "--locked",
+        "--all-features",
         "--filter-platform",
         &host,
     ])

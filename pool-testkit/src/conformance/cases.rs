@@ -654,7 +654,7 @@ async fn wrong_credentials_fail_fast_with_the_server_error<B: Backend>(backend: 
         }
         let message = err.to_string();
         ensure!(
-            message.contains(expected),
+            message.contains(expected.as_str()),
             "attempt {attempt}'s error does not show the server's words {expected:?}: {message}"
         );
     }

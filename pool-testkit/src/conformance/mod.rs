@@ -51,8 +51,9 @@ pub trait Backend: Send + Sync + 'static {
     fn name(&self) -> &'static str;
 
     /// Words the server's error for wrong credentials contains (for postgres,
-    /// `"password authentication failed"`); the pool's error must show them.
-    fn wrong_credentials_message(&self) -> &'static str;
+    /// `"password authentication failed"`); the pool's error must show them. A
+    /// backend may read them from its server at start-up.
+    fn wrong_credentials_message(&self) -> String;
 
     /// A manager for the server under test.
     async fn manager(&self) -> Self::Manager;
