@@ -135,8 +135,3 @@ pub use pooled::Pooled;
 
 #[doc(hidden)]
 pub use async_trait::async_trait;
-
-/// The README's examples, compiled and run as doc tests so they stay true.
-#[cfg(doctest)]
-#[doc = include_str!("../../README.md")]
-struct ReadmeDoctests;
