@@ -8,7 +8,13 @@
 //! time (or other clients) are not counted. Kills and counts go through a separate
 //! admin connection, opened per call: each case runs on its own tokio runtime, and a
 //! client's connection task lives on the runtime that spawned it.
+//!
+//! The restart case gets a throwaway server of its own
+//! (`servers::postgres_throwaway()`), started when that case first asks for it and kept
+//! until the run ends; it is never the shared server. A `Server` is plain blocking code
+//! holding no runtime resources, so one made under one case's runtime serves the next.
 
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use pool_postgres::{Manager, PgConnection};
@@ -28,6 +34,8 @@ struct Postgres {
     app: String,
     /// The server's own words when [`MISSING_ROLE`] connects, found once up front.
     wrong_credentials_message: String,
+    /// The restart case's throwaway server, started on first use.
+    restartable: Arc<Mutex<Option<Server>>>,
 }
 
 impl Postgres {
@@ -52,7 +60,32 @@ impl Postgres {
             config,
             app,
             wrong_credentials_message,
+            restartable: Arc::default(),
         })
+    }
+
+    /// Runs `action` on the restartable server (started first if there is none yet) on
+    /// a blocking thread, and returns its answer.
+    async fn with_restartable<T, F>(&self, action: F) -> Result<T, String>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Server) -> Result<T, String> + Send + 'static,
+    {
+        let restartable = Arc::clone(&self.restartable);
+        tokio::task::spawn_blocking(move || {
+            let mut slot = restartable.lock().unwrap_or_else(PoisonError::into_inner);
+            if slot.is_none() {
+                let server = servers::postgres_throwaway()
+                    .map_err(|e| format!("a throwaway PostgreSQL server: {e}"))?;
+                *slot = Some(server);
+            }
+            match slot.as_mut() {
+                Some(server) => action(server),
+                None => Err("no restartable server".to_owned()),
+            }
+        })
+        .await
+        .map_err(|e| format!("the blocking task for the restartable server: {e}"))?
     }
 
     /// A connection outside the pools, for looking at and acting on the server.
@@ -235,6 +268,35 @@ impl Backend for Postgres {
             .get(0);
         usize::try_from(count).map_err(|_| format!("a negative count: {count}"))
     }
+
+    async fn restartable_manager(&self) -> Result<Manager, String> {
+        let url = self
+            .with_restartable(|server| Ok(server.url().to_owned()))
+            .await?;
+        let mut config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| format!("the throwaway server's URL: {e}"))?;
+        config.application_name(format!("{}_restartable", self.app));
+        Ok(Manager::new(config))
+    }
+
+    async fn stop_restartable(&self) -> Result<(), String> {
+        self.with_restartable(|server| {
+            server
+                .stop()
+                .map_err(|e| format!("stopping the throwaway server: {e}"))
+        })
+        .await
+    }
+
+    async fn start_restartable(&self) -> Result<(), String> {
+        self.with_restartable(|server| {
+            server
+                .start()
+                .map_err(|e| format!("starting the throwaway server: {e}"))
+        })
+        .await
+    }
 }
 
 fn main() {
@@ -245,6 +307,7 @@ fn main() {
             config: tokio_postgres::Config::new(),
             app: String::new(),
             wrong_credentials_message: String::new(),
+            restartable: Arc::default(),
         });
         return;
     }

@@ -675,10 +675,14 @@ impl MockControl {
 
 /// The conformance suite's [`Backend`](crate::conformance::Backend) on the mock: every
 /// manager it makes shares one mock server, so kills and connection counts work as
-/// they do against a real one.
+/// they do against a real one. The restart case gets a second mock server of its own
+/// ([`restartable_control`](Self::restartable_control)): stopping it kills every
+/// connection without the clients noticing (as a server's shutdown does to sockets no
+/// one has read yet) and refuses new connects; starting it lets connects through again.
 #[derive(Clone, Debug)]
 pub struct MockBackend {
     server: MockControl,
+    restartable: MockControl,
 }
 
 impl MockBackend {
@@ -686,12 +690,18 @@ impl MockBackend {
     pub fn new() -> Self {
         MockBackend {
             server: MockManager::new().control(),
+            restartable: MockManager::new().control(),
         }
     }
 
     /// The mock server the backend's managers connect to.
     pub fn control(&self) -> MockControl {
         self.server.clone()
+    }
+
+    /// The separate mock server that the restart case stops and starts.
+    pub fn restartable_control(&self) -> MockControl {
+        self.restartable.clone()
     }
 }
 
@@ -755,6 +765,22 @@ impl crate::conformance::Backend for MockBackend {
 
     async fn server_connections(&self) -> Result<usize, String> {
         Ok(self.server.live())
+    }
+
+    async fn restartable_manager(&self) -> Result<MockManager, String> {
+        Ok(self.restartable.manager())
+    }
+
+    async fn stop_restartable(&self) -> Result<(), String> {
+        // Refuse first, so no connect slips in after the kills.
+        self.restartable.set_down(true);
+        self.restartable.kill_all_unnoticed();
+        Ok(())
+    }
+
+    async fn start_restartable(&self) -> Result<(), String> {
+        self.restartable.set_down(false);
+        Ok(())
     }
 }
 

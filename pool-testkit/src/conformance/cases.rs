@@ -51,6 +51,7 @@ pub(crate) fn all<B: Backend>() -> Vec<Case<B>> {
         min_idle_opens_connections_up_front,
         close_leaves_no_server_connection,
         wrong_credentials_fail_fast_with_the_server_error,
+        server_restart_is_recovered_by_itself,
     ]
 }
 
@@ -659,4 +660,190 @@ async fn wrong_credentials_fail_fast_with_the_server_error<B: Backend>(backend: 
         );
     }
     Ok(())
+}
+
+/// What one caller saw while the server was down: how long it took, and how it ended.
+type DownOutcome = (Duration, Result<(), String>);
+
+/// Proves a server restart needs no help from anyone: while the server is down every
+/// caller finishes, with an error or a connection whose round trip fails, within its
+/// bounds (`wait_timeout` + `connect_timeout` + 1 s: no waiter hangs past its timeout);
+/// once the server is back the pool connects again by itself within its back-off
+/// (`connect_backoff_max` + 2 s of the start); and then every connection it hands out
+/// is live, so each dead one was replaced and none handed out. Runs on the backend's
+/// restartable server, never the shared one.
+async fn server_restart_is_recovered_by_itself<B: Backend>(backend: Arc<B>) -> Outcome {
+    const SIZE: usize = 3;
+    const CALLERS: usize = 5;
+    let wait = Duration::from_secs(2);
+    let connect = Duration::from_secs(1);
+    let backoff_max = Duration::from_millis(500);
+    let down_bound = wait + connect + Duration::from_secs(1);
+    let recovery_bound = backoff_max + Duration::from_secs(2);
+    let b = &*backend;
+    let manager = b
+        .restartable_manager()
+        .await
+        .map_err(doing("the restartable server"))?;
+    let pool = build(
+        Pool::builder(manager)
+            .max_size(SIZE)
+            .wait_timeout(wait)
+            .connect_timeout(connect)
+            .connect_backoff(Duration::from_millis(50))
+            .connect_backoff_max(backoff_max),
+    )?;
+    {
+        let mut held = Vec::new();
+        for _ in 0..SIZE {
+            let mut conn = get(&pool).await?;
+            b.round_trip(&mut conn).await.map_err(doing("round trip"))?;
+            held.push(conn);
+        }
+    }
+
+    b.stop_restartable()
+        .await
+        .map_err(doing("stopping the server"))?;
+    let down = callers_while_down(&backend, &pool, CALLERS, down_bound).await;
+    // Start the server again whatever the callers saw, so it is left running.
+    let start = b.start_restartable().await;
+    let restarted = Instant::now();
+    start.map_err(doing("starting the server again"))?;
+    let down = down?;
+    let slowest = down.iter().map(|(took, _)| *took).max().unwrap_or_default();
+    let seen = describe_down(&down);
+    for (i, (took, outcome)) in down.iter().enumerate() {
+        ensure!(
+            *took <= down_bound,
+            "caller {i} took {took:?} while the server was down, past its bound \
+             {down_bound:?} (wait {wait:?} + connect {connect:?} + 1s); callers: {seen}"
+        );
+        ensure!(
+            outcome.is_err(),
+            "caller {i} made a round trip while the server was stopped: stopping it did \
+             not, and the case would prove nothing; callers: {seen}"
+        );
+    }
+
+    // Back up: poll until a get and a round trip succeed, then measure.
+    let mut last = String::from("(no attempt)");
+    let recovered = loop {
+        let outcome = match pool.get().await {
+            Ok(mut conn) => b
+                .round_trip(&mut conn)
+                .await
+                .map_err(|e| format!("round trip: {e}")),
+            Err(e) => Err(format!("get: {e}")),
+        };
+        match outcome {
+            Ok(()) => break restarted.elapsed(),
+            Err(e) => last = e,
+        }
+        if restarted.elapsed() >= SETTLE {
+            return Err(format!(
+                "the pool had not recovered {:?} after the server started (bound \
+                 {recovery_bound:?}); last error: {last}; pool {}; while down: {seen}",
+                restarted.elapsed(),
+                pool.status()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    eprintln!(
+        "{}: server_restart_is_recovered_by_itself: recovered {recovered:?} after the \
+         server started (bound {recovery_bound:?}); slowest caller while down \
+         {slowest:?} (bound {down_bound:?})",
+        b.name()
+    );
+    ensure!(
+        recovered <= recovery_bound,
+        "the pool recovered only {recovered:?} after the server started, past \
+         connect_backoff_max {backoff_max:?} + 2s; last error before: {last}"
+    );
+
+    // Every connection handed out now is live: three at once, three server sessions.
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..SIZE {
+        let (pool, backend) = (pool.clone(), Arc::clone(&backend));
+        tasks.spawn(async move {
+            let mut conn = get(&pool).await?;
+            backend
+                .round_trip(&mut conn)
+                .await
+                .map_err(|e| format!("handed a dead connection: {e}"))?;
+            let id = backend
+                .server_id(&mut conn)
+                .await
+                .map_err(doing("server id"))?;
+            Ok::<_, String>((id, conn))
+        });
+    }
+    let mut held = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        let (id, conn) = joined
+            .map_err(|e| format!("user task after recovery: {e}"))?
+            .map_err(|e| {
+                format!("a get after recovery (recovered {recovered:?} after the start): {e}")
+            })?;
+        ensure!(
+            !held.iter().any(|(other, _)| *other == id),
+            "two users after recovery share server connection {id}"
+        );
+        held.push((id, conn));
+    }
+    let status = pool.status();
+    ensure!(
+        status.size <= SIZE,
+        "more than max_size connections after recovery: {status}"
+    );
+    Ok(())
+}
+
+/// Runs `callers` concurrent callers, each a `get` and a round trip, and returns what
+/// each saw and how long it took. A caller still running well past `bound` is given up
+/// on and counted as having taken that long.
+async fn callers_while_down<B: Backend>(
+    backend: &Arc<B>,
+    pool: &Pool<B::Manager>,
+    callers: usize,
+    bound: Duration,
+) -> Result<Vec<DownOutcome>, String> {
+    let give_up = bound + Duration::from_secs(5);
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..callers {
+        let (pool, backend) = (pool.clone(), Arc::clone(backend));
+        tasks.spawn(async move {
+            let started = Instant::now();
+            let attempt = async {
+                match pool.get().await {
+                    Ok(mut conn) => backend
+                        .round_trip(&mut conn)
+                        .await
+                        .map_err(|e| format!("round trip: {e}")),
+                    Err(e) => Err(format!("get: {e}")),
+                }
+            };
+            let outcome = tokio::time::timeout(give_up, attempt)
+                .await
+                .unwrap_or_else(|_| Err("still running: given up on".to_owned()));
+            (started.elapsed(), outcome)
+        });
+    }
+    let mut seen = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        seen.push(joined.map_err(|e| format!("a caller while down: {e}"))?);
+    }
+    Ok(seen)
+}
+
+/// The callers' times and outcomes, for failure messages.
+fn describe_down(down: &[DownOutcome]) -> String {
+    down.iter()
+        .map(|(took, outcome)| match outcome {
+            Ok(()) => format!("[{took:?}: ok]"),
+            Err(e) => format!("[{took:?}: {e}]"),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }

@@ -24,6 +24,8 @@
 //! - `min_idle_opens_connections_up_front`
 //! - `close_leaves_no_server_connection`
 //! - `wrong_credentials_fail_fast_with_the_server_error`
+//! - `server_restart_is_recovered_by_itself` (on a server of its own, from
+//!   [`Backend::restartable_manager`], which it stops and starts)
 //!
 //! `cargo xtask conformance` runs every backend's suite and prints them as a matrix.
 
@@ -83,4 +85,18 @@ pub trait Backend: Send + Sync + 'static {
     /// How many connections the server has open for the pools this backend's managers
     /// made (not counting any connection the backend uses for its own queries).
     async fn server_connections(&self) -> Result<usize, String>;
+
+    /// A manager for a server of this backend's own that the suite may stop and start: a
+    /// throwaway server (never the shared one), created on first use and kept for the run.
+    ///
+    /// Each case runs on a runtime of its own, so whatever keeps that server must not
+    /// be tied to the runtime of the case that created it.
+    async fn restartable_manager(&self) -> Result<Self::Manager, String>;
+
+    /// Stops that server: every connection to it dies, new connects are refused.
+    /// Returns once that holds.
+    async fn stop_restartable(&self) -> Result<(), String>;
+
+    /// Starts it again on the same address, returning once it accepts connections.
+    async fn start_restartable(&self) -> Result<(), String>;
 }
