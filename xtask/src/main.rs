@@ -50,6 +50,11 @@ const BACKENDS: &[Backend] = &[
         package: "pool-postgres",
         test: "conformance",
     },
+    Backend {
+        name: "mysql",
+        package: "pool-mysql",
+        test: "conformance",
+    },
 ];
 
 /// A database server the tests use: its name, default local port and URL variable.

@@ -1,0 +1,121 @@
+//! Showing URLs and options without their passwords.
+
+/// What a password is shown as.
+pub(crate) const MASK: &str = "***";
+
+/// `input` (normally a `mysql://` URL) with the password of its user info and any
+/// `password`/`pass` query parameter replaced by `***`. Text that is not a URL is not
+/// shown at all (`***`): where a password would be in it cannot be told.
+pub(crate) fn redact_url(input: &str) -> String {
+    let Some(scheme_end) = input.find("://") else {
+        // Not a URL: where a password would be cannot be told, so none of it is shown.
+        return MASK.to_owned();
+    };
+    let (scheme, rest) = input.split_at(scheme_end + 3);
+    let (before_query, query) = match rest.find('?') {
+        Some(i) => (&rest[..i], Some(&rest[i + 1..])),
+        None => (rest, None),
+    };
+    let mut out = String::from(scheme);
+    // The user info ends at the last `@` before the query: a password may hold `/`
+    // or `@`, so this errs towards masking too much.
+    match before_query.rfind('@') {
+        Some(at) => {
+            let userinfo = &before_query[..at];
+            match userinfo.find(':') {
+                Some(colon) => {
+                    out.push_str(&userinfo[..colon]);
+                    out.push(':');
+                    out.push_str(MASK);
+                }
+                None => out.push_str(userinfo),
+            }
+            out.push_str(&before_query[at..]);
+        }
+        None => out.push_str(before_query),
+    }
+    if let Some(query) = query {
+        out.push('?');
+        let params: Vec<String> = query
+            .split('&')
+            .map(|param| match param.split_once('=') {
+                Some((key, _))
+                    if key.eq_ignore_ascii_case("password") || key.eq_ignore_ascii_case("pass") =>
+                {
+                    format!("{key}={MASK}")
+                }
+                _ => param.to_owned(),
+            })
+            .collect();
+        out.push_str(&params.join("&"));
+    }
+    out
+}
+
+/// Where `opts` connects, as `mysql://user@host:port/dbname` (a password, if set,
+/// shows as `***`; a Unix socket as `?socket=path`).
+pub(crate) fn describe(opts: &mysql_async::Opts) -> String {
+    let mut out = String::from("mysql://");
+    if let Some(user) = opts.user() {
+        out.push_str(user);
+        if opts.pass().is_some() {
+            out.push(':');
+            out.push_str(MASK);
+        }
+        out.push('@');
+    }
+    let host = opts.ip_or_hostname();
+    if host.contains(':') {
+        // An IPv6 address.
+        out.push('[');
+        out.push_str(host);
+        out.push(']');
+    } else {
+        out.push_str(host);
+    }
+    out.push(':');
+    out.push_str(&opts.tcp_port().to_string());
+    if let Some(db) = opts.db_name() {
+        out.push('/');
+        out.push_str(db);
+    }
+    if let Some(socket) = opts.socket() {
+        out.push_str("?socket=");
+        out.push_str(socket);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_lose_their_passwords() {
+        let cases = [
+            ("mysql://app:s3cret@db/x", "mysql://app:***@db/x"),
+            ("mysql://app@db:3307/x", "mysql://app@db:3307/x"),
+            ("mysql://app:p/a@ss@db/x", "mysql://app:***@db/x"),
+            (
+                "mysql://db/x?user=app&password=s3cret&prefer_socket=false",
+                "mysql://db/x?user=app&password=***&prefer_socket=false",
+            ),
+            ("mysql://db", "mysql://db"),
+            ("app:s3cret@db", "***"),
+            ("not a url s3cret", "***"),
+        ];
+        for (input, expected) in cases {
+            let shown = redact_url(input);
+            assert_eq!(shown, expected, "{input}");
+            assert!(!shown.contains("s3cret"), "{shown}");
+        }
+    }
+
+    #[test]
+    fn options_are_described_without_their_passwords() {
+        let opts = mysql_async::Opts::from_url("mysql://app:s3cret@db:3307/orders").unwrap();
+        assert_eq!(describe(&opts), "mysql://app:***@db:3307/orders");
+        let opts = mysql_async::Opts::from_url("mysql://db").unwrap();
+        assert_eq!(describe(&opts), "mysql://db:3306");
+    }
+}
