@@ -361,3 +361,31 @@ async fn an_unread_result_never_confuses_the_next_user() {
         assert_eq!(answer, Some(n));
     }
 }
+
+#[tokio::test]
+async fn an_unknown_host_is_named() {
+    let manager =
+        Manager::from_url("mysql://app:s3cret@pool-mysql-no-such-host.invalid/x").unwrap();
+    let err = match tokio::time::timeout(Duration::from_secs(20), manager.connect()).await {
+        Ok(Err(err)) => err,
+        Ok(Ok(_)) => panic!("connected to a host that does not exist"),
+        // No resolver answers here at all: nothing to check.
+        Err(_) => return,
+    };
+    let shown = pool_core::PoolError::Backend(err).to_string();
+    assert!(shown.contains("unknown host"), "{shown}");
+    assert!(shown.contains("pool-mysql-no-such-host.invalid"), "{shown}");
+    assert!(!shown.contains("s3cret"), "{shown}");
+}
+
+/// With `Queryable` in scope (it is, in this file), a pooled connection's
+/// `query_drop` is still this crate's, which sees what the SQL does.
+#[tokio::test]
+async fn the_connections_own_methods_win_over_queryables() {
+    let pool = pool(Manager::from_url(&server_url()).unwrap(), 1);
+    let mut conn = pool.get().await.unwrap();
+    conn.query_drop("SELECT 1").await.unwrap();
+    assert!(!conn.is_dirty());
+    conn.query_drop("SET @seen = 1").await.unwrap();
+    assert!(conn.is_dirty());
+}
