@@ -64,6 +64,11 @@ enum Binaries {
     },
 }
 
+/// Debian's self-signed certificate and key (package ssl-cert, which PostgreSQL's
+/// packages depend on).
+const SNAKEOIL_CERT: &str = "/etc/ssl/certs/ssl-cert-snakeoil.pem";
+const SNAKEOIL_KEY: &str = "/etc/ssl/private/ssl-cert-snakeoil.key";
+
 /// The system user a server runs as when the tests run as root.
 struct ServiceUser {
     uid: u32,
@@ -184,7 +189,42 @@ impl Throwaway {
             Binaries::Redis { .. } => return Ok(()),
         };
         let log = self.dir.join("init.log");
-        run(&mut command, &log, "initialise the data directory")
+        run(&mut command, &log, "initialise the data directory")?;
+        if let Binaries::Postgres { .. } = self.binaries {
+            self.install_tls_pair()?;
+        }
+        Ok(())
+    }
+
+    /// Gives a throwaway PostgreSQL TLS, as Debian's own clusters have it, by copying
+    /// the system's snake-oil certificate and key into the data directory (where the
+    /// server looks for `server.crt` and `server.key`), so TLS tests pass on a
+    /// throwaway server too. Without that pair the server runs with `ssl = off`.
+    fn install_tls_pair(&self) -> Result<(), ServerError> {
+        let (cert, key) = (Path::new(SNAKEOIL_CERT), Path::new(SNAKEOIL_KEY));
+        let Ok(key_bytes) = std::fs::read(key) else {
+            return Ok(());
+        };
+        if !cert.exists() {
+            return Ok(());
+        }
+        let data = self.data_dir();
+        let copy = |to: &Path, bytes: &[u8], mode: u32| -> Result<(), ServerError> {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::write(to, bytes)
+                .map_err(|e| io_error(format!("write {}", to.display()), e))?;
+            std::fs::set_permissions(to, std::fs::Permissions::from_mode(mode))
+                .map_err(|e| io_error(format!("chmod {}", to.display()), e))?;
+            if let Some(user) = &self.user {
+                chown(to, Some(user.uid), Some(user.gid))
+                    .map_err(|e| io_error(format!("chown {}", to.display()), e))?;
+            }
+            Ok(())
+        };
+        let cert_bytes =
+            std::fs::read(cert).map_err(|e| io_error(format!("read {}", cert.display()), e))?;
+        copy(&data.join("server.crt"), &cert_bytes, 0o644)?;
+        copy(&data.join("server.key"), &key_bytes, 0o600)
     }
 
     /// The server's program, its arguments, and the signal that stops it quickly.
@@ -207,6 +247,15 @@ impl Throwaway {
                     "listen_addresses=127.0.0.1".into(),
                     "-c".into(),
                     "fsync=off".into(),
+                    "-c".into(),
+                    format!(
+                        "ssl={}",
+                        if self.data_dir().join("server.key").exists() {
+                            "on"
+                        } else {
+                            "off"
+                        }
+                    ),
                 ],
                 "INT",
             ),
