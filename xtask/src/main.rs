@@ -51,6 +51,11 @@ const BACKENDS: &[Backend] = &[
         test: "conformance",
     },
     Backend {
+        name: "redis",
+        package: "pool-redis",
+        test: "conformance",
+    },
+    Backend {
         name: "mysql",
         package: "pool-mysql",
         test: "conformance",

@@ -1,0 +1,275 @@
+//! The pooled connection: one `redis::aio::MultiplexedConnection` on a socket of its
+//! own, the task that drives it, and what the pool needs to know about its session.
+
+use std::ops::{Deref, DerefMut};
+
+use redis::aio::{ConnectionLike, MultiplexedConnection};
+use redis::{Cmd, Pipeline, RedisError, RedisFuture, RedisResult, ToRedisArgs, Value};
+use tokio::task::AbortHandle;
+
+use crate::session::{is_blocking, Session};
+
+/// A Redis connection held by the pool: one server connection (one `CLIENT ID`) of its
+/// own, never shared with another checkout.
+///
+/// It implements [`redis::aio::ConnectionLike`], so every [`redis::AsyncCommands`]
+/// method works on it (`conn.get("k")`, `conn.set("k", 1)`) and `cmd.query_async(&mut
+/// *conn)` and `pipe.query_async(&mut *conn)` take it; and it dereferences to the
+/// [`MultiplexedConnection`] it wraps.
+///
+/// # What the pool learns on return
+/// Commands sent through this type (not through the inner connection) are watched for
+/// session state they leave behind, and a connection that comes back with any is
+/// reset before the next checkout (see [`Manager`](crate::Manager)):
+///
+/// - an open `MULTI`, or `WATCH`ed keys;
+/// - a `SELECT`ed database other than the configured one;
+/// - `SUBSCRIBE`, `PSUBSCRIBE`, `SSUBSCRIBE` or `MONITOR` (on RESP3; on RESP2 the
+///   connection is discarded instead, as its messages would be read as replies);
+/// - `CLIENT TRACKING` on, `CLIENT SETNAME`, `CLIENT NO-EVICT`/`NO-TOUCH`, `AUTH`,
+///   `HELLO`, `READONLY`, `SWAPDB`, a `RESET` of the user's own;
+/// - a command whose future was dropped before its reply came (a cancelled call, a
+///   `tokio::time::timeout` around it): the server may still run it. A cancelled
+///   blocking command (`BLPOP`, `XREAD BLOCK`, `WAIT`...) makes the connection
+///   discarded instead, as it stays blocked on the server;
+/// - [`mark_dirty`](Self::mark_dirty), for anything else.
+///
+/// `CLIENT REPLY OFF`/`SKIP`, `QUIT` and a `HELLO` switching the protocol make it
+/// discarded. A command that fails with an I/O error (the socket failed, the server
+/// closed the connection) marks it broken, and so does the socket closing while it sits
+/// idle: the pool closes it on return and checks its idle peers.
+///
+/// Not seen: commands sent through the inner [`MultiplexedConnection`] (`&mut **conn`,
+/// a clone of it). A clone of the inner connection does not keep the socket open: it
+/// closes when the pooled connection is closed (over TLS, when the last clone is
+/// dropped).
+pub struct RedisConnection {
+    inner: MultiplexedConnection,
+    /// The task driving the socket, when this crate spawned it (plain TCP and Unix
+    /// sockets); over TLS the redis crate drives it.
+    task: Option<AbortHandle>,
+    client_id: u64,
+    /// The database the manager is configured for.
+    db: i64,
+    resp3: bool,
+    session: Session,
+    /// Calls started and not finished: non-zero on return means one was cancelled.
+    in_flight: usize,
+    /// A blocking command was cancelled.
+    blocking_abandoned: bool,
+    marked_dirty: bool,
+    broken: bool,
+}
+
+impl RedisConnection {
+    pub(crate) fn new(
+        inner: MultiplexedConnection,
+        task: Option<AbortHandle>,
+        client_id: u64,
+        db: i64,
+        resp3: bool,
+    ) -> Self {
+        RedisConnection {
+            inner,
+            task,
+            client_id,
+            db,
+            resp3,
+            session: Session::new(db),
+            in_flight: 0,
+            blocking_abandoned: false,
+            marked_dirty: false,
+            broken: false,
+        }
+    }
+
+    /// The connection's `CLIENT ID` on the server, read when it was opened.
+    pub fn client_id(&self) -> u64 {
+        self.client_id
+    }
+
+    /// The inner connection (commands sent through it are not watched).
+    pub fn inner(&mut self) -> &mut MultiplexedConnection {
+        &mut self.inner
+    }
+
+    /// Tells the pool the session may hold state: it is reset before it is handed out
+    /// again.
+    pub fn mark_dirty(&mut self) {
+        self.marked_dirty = true;
+    }
+
+    /// Whether the connection will be reset before it is handed out again.
+    pub fn is_dirty(&self) -> bool {
+        self.marked_dirty || self.in_flight > 0 || self.session.is_dirty(self.db)
+    }
+
+    /// Whether the connection is closed or cannot be reused: its socket closed, a
+    /// command failed with an I/O error, or it was left in a state no reset undoes
+    /// (see the type's docs).
+    pub fn is_closed(&self) -> bool {
+        self.broken
+            || self.blocking_abandoned
+            || self.session.unusable.is_some()
+            || self.task.as_ref().is_some_and(AbortHandle::is_finished)
+    }
+
+    /// Why the connection cannot be reused, if it cannot (for messages).
+    pub(crate) fn closed_reason(&self) -> Option<&'static str> {
+        if self.task.as_ref().is_some_and(AbortHandle::is_finished) {
+            Some("its socket closed")
+        } else if self.broken {
+            Some("a command failed with an I/O error")
+        } else if self.blocking_abandoned {
+            Some("a blocking command was cancelled")
+        } else {
+            self.session.unusable
+        }
+    }
+
+    /// The session was reset: nothing left behind any more.
+    pub(crate) fn mark_clean(&mut self) {
+        self.session = Session::new(self.db);
+        self.in_flight = 0;
+        self.marked_dirty = false;
+    }
+
+    /// Notes a failed call: an I/O error means the connection is gone.
+    pub(crate) fn note_error(&mut self, err: &RedisError) {
+        if err.is_io_error() || err.is_connection_dropped() || err.is_unrecoverable_error() {
+            self.broken = true;
+        }
+    }
+
+    /// The session as far as it is known (for tests and messages).
+    pub(crate) fn session(&self) -> &Session {
+        &self.session
+    }
+
+    /// Subscribes to channels (RESP3 only; see [`MultiplexedConnection::subscribe`]),
+    /// noting the subscription so the session is reset before reuse.
+    pub async fn subscribe(&mut self, channels: impl ToRedisArgs) -> RedisResult<()> {
+        self.session.subscribed = true;
+        let result = self.inner.subscribe(channels).await;
+        self.checked(result)
+    }
+
+    /// Subscribes to patterns (RESP3 only), noting it as [`subscribe`](Self::subscribe)
+    /// does.
+    pub async fn psubscribe(&mut self, patterns: impl ToRedisArgs) -> RedisResult<()> {
+        self.session.subscribed = true;
+        let result = self.inner.psubscribe(patterns).await;
+        self.checked(result)
+    }
+
+    /// Unsubscribes from channels (RESP3 only). The connection is still reset before
+    /// reuse: what else it is subscribed to is not followed.
+    pub async fn unsubscribe(&mut self, channels: impl ToRedisArgs) -> RedisResult<()> {
+        let result = self.inner.unsubscribe(channels).await;
+        self.checked(result)
+    }
+
+    /// Unsubscribes from patterns (RESP3 only), as [`unsubscribe`](Self::unsubscribe).
+    pub async fn punsubscribe(&mut self, patterns: impl ToRedisArgs) -> RedisResult<()> {
+        let result = self.inner.punsubscribe(patterns).await;
+        self.checked(result)
+    }
+
+    /// [`MultiplexedConnection::send_packed_command`], watched as every command sent
+    /// through this type is.
+    pub async fn send_packed_command(&mut self, cmd: &Cmd) -> RedisResult<Value> {
+        self.req_packed_command(cmd).await
+    }
+
+    fn checked<T>(&mut self, result: RedisResult<T>) -> RedisResult<T> {
+        if let Err(e) = &result {
+            self.note_error(e);
+        }
+        result
+    }
+}
+
+impl ConnectionLike for RedisConnection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        Box::pin(async move {
+            self.session.note(cmd, false, self.resp3);
+            let blocking = is_blocking(cmd);
+            self.in_flight += 1;
+            if blocking {
+                self.blocking_abandoned = true;
+            }
+            let result = self.inner.req_packed_command(cmd).await;
+            self.in_flight -= 1;
+            if blocking {
+                self.blocking_abandoned = false;
+            }
+            self.checked(result)
+        })
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        Box::pin(async move {
+            let atomic = pipeline.is_transaction();
+            let mut blocking = false;
+            for cmd in pipeline.cmd_iter() {
+                self.session.note(cmd, atomic, self.resp3);
+                blocking |= is_blocking(cmd);
+            }
+            self.in_flight += 1;
+            if blocking {
+                self.blocking_abandoned = true;
+            }
+            let result = self
+                .inner
+                .req_packed_commands(pipeline, offset, count)
+                .await;
+            self.in_flight -= 1;
+            if blocking {
+                self.blocking_abandoned = false;
+            }
+            self.checked(result)
+        })
+    }
+
+    fn get_db(&self) -> i64 {
+        self.session.db.unwrap_or(self.db)
+    }
+}
+
+impl Deref for RedisConnection {
+    type Target = MultiplexedConnection;
+
+    fn deref(&self) -> &MultiplexedConnection {
+        &self.inner
+    }
+}
+
+impl DerefMut for RedisConnection {
+    fn deref_mut(&mut self) -> &mut MultiplexedConnection {
+        &mut self.inner
+    }
+}
+
+impl Drop for RedisConnection {
+    /// Closes the socket now, whatever clones of the inner connection remain.
+    fn drop(&mut self) {
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
+}
+
+impl std::fmt::Debug for RedisConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisConnection")
+            .field("client_id", &self.client_id)
+            .field("closed", &self.is_closed())
+            .field("dirty", &self.is_dirty())
+            .finish_non_exhaustive()
+    }
+}

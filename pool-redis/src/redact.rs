@@ -1,0 +1,140 @@
+//! Showing URLs and connection settings without their passwords.
+
+use redis::{ConnectionAddr, ConnectionInfo};
+
+/// What a password is shown as.
+const MASK: &str = "***";
+
+/// `input`, a redis URL, with its password (in the user info, or a `pass`/`password`
+/// query parameter of a `unix://` URL) replaced by `***`. Text that cannot be read as
+/// a URL is left out when it might hold a password.
+pub(crate) fn redact_url(input: &str) -> String {
+    let Some((scheme, rest)) = input.split_once("://") else {
+        // Not a URL at all: show it only if it cannot hold a password.
+        return if input.contains('@') || input.contains("pass") {
+            MASK.to_owned()
+        } else {
+            input.to_owned()
+        };
+    };
+    let (before_query, query) = match rest.find('?') {
+        Some(i) => (&rest[..i], Some(&rest[i + 1..])),
+        None => (rest, None),
+    };
+    let mut out = format!("{scheme}://");
+    // The user info ends at the last `@` before the path's query: a password may hold
+    // `/` or `@`, so this errs towards masking too much.
+    match before_query.rfind('@') {
+        Some(at) => {
+            let userinfo = &before_query[..at];
+            match userinfo.find(':') {
+                Some(colon) => {
+                    out.push_str(&userinfo[..colon]);
+                    out.push(':');
+                    out.push_str(MASK);
+                }
+                None => out.push_str(userinfo),
+            }
+            out.push_str(&before_query[at..]);
+        }
+        None => out.push_str(before_query),
+    }
+    if let Some(query) = query {
+        out.push('?');
+        let params: Vec<String> = query
+            .split('&')
+            .map(|param| match param.split_once('=') {
+                Some((key, _))
+                    if key.eq_ignore_ascii_case("pass") || key.eq_ignore_ascii_case("password") =>
+                {
+                    format!("{key}={MASK}")
+                }
+                _ => param.to_owned(),
+            })
+            .collect();
+        out.push_str(&params.join("&"));
+    }
+    out
+}
+
+/// Where `info` connects, as a URL without the password (a password, if set, shows as
+/// `***`): `redis://user:***@host:port/db`, `rediss://...`, `unix:///path?db=N`.
+pub(crate) fn describe(info: &ConnectionInfo) -> String {
+    let redis = info.redis_settings();
+    let db = redis.db();
+    let user = redis.username();
+    let has_password = redis.password().is_some();
+    let userinfo = match (user, has_password) {
+        (Some(user), true) => format!("{user}:{MASK}@"),
+        (Some(user), false) => format!("{user}@"),
+        (None, true) => format!(":{MASK}@"),
+        (None, false) => String::new(),
+    };
+    match info.addr() {
+        ConnectionAddr::Tcp(host, port) => {
+            format!("redis://{userinfo}{}:{port}/{db}", bracketed(host))
+        }
+        ConnectionAddr::TcpTls { host, port, .. } => {
+            format!("rediss://{userinfo}{}:{port}/{db}", bracketed(host))
+        }
+        ConnectionAddr::Unix(path) => {
+            let mut out = format!("unix://{}?db={db}", path.display());
+            if let Some(user) = user {
+                out.push_str("&user=");
+                out.push_str(user);
+            }
+            if has_password {
+                out.push_str("&pass=");
+                out.push_str(MASK);
+            }
+            out
+        }
+        other => format!("redis://{userinfo}{other}/{db}"),
+    }
+}
+
+/// An IPv6 address in brackets, as a URL writes it.
+fn bracketed(host: &str) -> String {
+    if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_lose_their_passwords() {
+        let cases = [
+            ("redis://:s3cret@db:6379/2", "redis://:***@db:6379/2"),
+            ("redis://app:s3cret@db/0", "redis://app:***@db/0"),
+            ("rediss://app:p/a@ss@db", "rediss://app:***@db"),
+            ("redis://db:6379", "redis://db:6379"),
+            (
+                "unix:///run/redis.sock?db=1&user=app&pass=s3cret",
+                "unix:///run/redis.sock?db=1&user=app&pass=***",
+            ),
+            ("nonsense with s3cret@", "***"),
+        ];
+        for (input, expected) in cases {
+            let shown = redact_url(input);
+            assert_eq!(shown, expected, "{input}");
+            assert!(!shown.contains("s3cret"), "{shown}");
+        }
+    }
+
+    #[test]
+    fn connection_infos_are_described_without_their_passwords() {
+        let info: ConnectionInfo = "redis://app:s3cret@db:6380/3".parse().unwrap();
+        assert_eq!(describe(&info), "redis://app:***@db:6380/3");
+        let info: ConnectionInfo = "redis://127.0.0.1".parse().unwrap();
+        assert_eq!(describe(&info), "redis://127.0.0.1:6379/0");
+        let info: ConnectionInfo = "unix:///tmp/r.sock?db=2&pass=s3cret".parse().unwrap();
+        assert_eq!(describe(&info), "unix:///tmp/r.sock?db=2&pass=***");
+        let info: ConnectionInfo = "redis://[::1]:7000".parse().unwrap();
+        assert_eq!(describe(&info), "redis://[::1]:7000/0");
+    }
+}
