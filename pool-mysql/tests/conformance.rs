@@ -12,7 +12,7 @@
 //! reused while the server runs. Kills and counts go through an admin connection of
 //! their own, opened per call and not recorded.
 //!
-//! The restart case gets a throwaway server of its own (`servers::mysql_throwaway()`),
+//! The restart case gets a throwaway server of its own (`servers::Restartable`),
 //! started when that case first asks for it and kept until the run ends; it is never
 //! the shared server. A `Server` is plain blocking code holding no runtime resources,
 //! so one made under one case's runtime serves the next.
@@ -45,7 +45,7 @@ struct Mysql {
     /// The server's own words when [`MISSING_USER`] connects, found once up front.
     wrong_credentials_message: String,
     /// The restart case's throwaway server, started on first use.
-    restartable: Arc<Mutex<Option<Server>>>,
+    restartable: servers::Restartable,
 }
 
 impl Mysql {
@@ -62,7 +62,7 @@ impl Mysql {
             opts,
             ids: Ids::default(),
             wrong_credentials_message,
-            restartable: Arc::default(),
+            restartable: servers::Restartable::new(servers::Database::Mysql),
         })
     }
 
@@ -80,30 +80,6 @@ impl Mysql {
             .await
             .map_err(my)?;
         Ok(listed.iter().filter(|id| ids.contains(id)).count())
-    }
-
-    /// Runs `action` on the restartable server (started first if there is none yet) on
-    /// a blocking thread, and returns its answer.
-    async fn with_restartable<T, F>(&self, action: F) -> Result<T, String>
-    where
-        T: Send + 'static,
-        F: FnOnce(&mut Server) -> Result<T, String> + Send + 'static,
-    {
-        let restartable = Arc::clone(&self.restartable);
-        tokio::task::spawn_blocking(move || {
-            let mut slot = restartable.lock().unwrap_or_else(PoisonError::into_inner);
-            if slot.is_none() {
-                let server = servers::mysql_throwaway()
-                    .map_err(|e| format!("a throwaway MariaDB server: {e}"))?;
-                *slot = Some(server);
-            }
-            match slot.as_mut() {
-                Some(server) => action(server),
-                None => Err("no restartable server".to_owned()),
-            }
-        })
-        .await
-        .map_err(|e| format!("the blocking task for the restartable server: {e}"))?
     }
 }
 
@@ -253,28 +229,16 @@ impl Backend for Mysql {
     }
 
     async fn restartable_manager(&self) -> Result<Manager, String> {
-        let url = self
-            .with_restartable(|server| Ok(server.url().to_owned()))
-            .await?;
+        let url = self.restartable.url().await?;
         Manager::from_url(&url).map_err(|e| format!("the throwaway server's URL: {e}"))
     }
 
     async fn stop_restartable(&self) -> Result<(), String> {
-        self.with_restartable(|server| {
-            server
-                .stop()
-                .map_err(|e| format!("stopping the throwaway server: {e}"))
-        })
-        .await
+        self.restartable.stop().await
     }
 
     async fn start_restartable(&self) -> Result<(), String> {
-        self.with_restartable(|server| {
-            server
-                .start()
-                .map_err(|e| format!("starting the throwaway server: {e}"))
-        })
-        .await
+        self.restartable.start().await
     }
 }
 
@@ -286,7 +250,7 @@ fn main() {
             opts: Opts::default(),
             ids: Ids::default(),
             wrong_credentials_message: String::new(),
-            restartable: Arc::default(),
+            restartable: servers::Restartable::new(servers::Database::Mysql),
         });
         return;
     }

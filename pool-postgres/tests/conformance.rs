@@ -10,11 +10,10 @@
 //! client's connection task lives on the runtime that spawned it.
 //!
 //! The restart case gets a throwaway server of its own
-//! (`servers::postgres_throwaway()`), started when that case first asks for it and kept
+//! (`servers::Restartable`), started when that case first asks for it and kept
 //! until the run ends; it is never the shared server. A `Server` is plain blocking code
 //! holding no runtime resources, so one made under one case's runtime serves the next.
 
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use pool_postgres::{Manager, PgConnection};
@@ -35,7 +34,7 @@ struct Postgres {
     /// The server's own words when [`MISSING_ROLE`] connects, found once up front.
     wrong_credentials_message: String,
     /// The restart case's throwaway server, started on first use.
-    restartable: Arc<Mutex<Option<Server>>>,
+    restartable: servers::Restartable,
 }
 
 impl Postgres {
@@ -60,32 +59,8 @@ impl Postgres {
             config,
             app,
             wrong_credentials_message,
-            restartable: Arc::default(),
+            restartable: servers::Restartable::new(servers::Database::Postgres),
         })
-    }
-
-    /// Runs `action` on the restartable server (started first if there is none yet) on
-    /// a blocking thread, and returns its answer.
-    async fn with_restartable<T, F>(&self, action: F) -> Result<T, String>
-    where
-        T: Send + 'static,
-        F: FnOnce(&mut Server) -> Result<T, String> + Send + 'static,
-    {
-        let restartable = Arc::clone(&self.restartable);
-        tokio::task::spawn_blocking(move || {
-            let mut slot = restartable.lock().unwrap_or_else(PoisonError::into_inner);
-            if slot.is_none() {
-                let server = servers::postgres_throwaway()
-                    .map_err(|e| format!("a throwaway PostgreSQL server: {e}"))?;
-                *slot = Some(server);
-            }
-            match slot.as_mut() {
-                Some(server) => action(server),
-                None => Err("no restartable server".to_owned()),
-            }
-        })
-        .await
-        .map_err(|e| format!("the blocking task for the restartable server: {e}"))?
     }
 
     /// A connection outside the pools, for looking at and acting on the server.
@@ -270,9 +245,7 @@ impl Backend for Postgres {
     }
 
     async fn restartable_manager(&self) -> Result<Manager, String> {
-        let url = self
-            .with_restartable(|server| Ok(server.url().to_owned()))
-            .await?;
+        let url = self.restartable.url().await?;
         let mut config: tokio_postgres::Config = url
             .parse()
             .map_err(|e| format!("the throwaway server's URL: {e}"))?;
@@ -281,21 +254,11 @@ impl Backend for Postgres {
     }
 
     async fn stop_restartable(&self) -> Result<(), String> {
-        self.with_restartable(|server| {
-            server
-                .stop()
-                .map_err(|e| format!("stopping the throwaway server: {e}"))
-        })
-        .await
+        self.restartable.stop().await
     }
 
     async fn start_restartable(&self) -> Result<(), String> {
-        self.with_restartable(|server| {
-            server
-                .start()
-                .map_err(|e| format!("starting the throwaway server: {e}"))
-        })
-        .await
+        self.restartable.start().await
     }
 }
 
@@ -307,7 +270,7 @@ fn main() {
             config: tokio_postgres::Config::new(),
             app: String::new(),
             wrong_credentials_message: String::new(),
-            restartable: Arc::default(),
+            restartable: servers::Restartable::new(servers::Database::Postgres),
         });
         return;
     }

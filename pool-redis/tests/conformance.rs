@@ -9,13 +9,12 @@
 //! counted. Kills (`CLIENT KILL ID`) and counts go through an admin connection opened
 //! per call, on the runtime of the case that asks.
 //!
-//! The restart case gets a throwaway server of its own (`servers::redis_throwaway()`),
+//! The restart case gets a throwaway server of its own (`servers::Restartable`),
 //! started when that case first asks for it and kept until the run ends; it is never
 //! the shared server. A `Server` is blocking code holding no runtime resources, so one
 //! started under one case's runtime serves the next; it is stopped and started on a
 //! blocking thread.
 
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use pool_redis::redis::{self, Value};
@@ -36,7 +35,7 @@ struct Redis {
     /// The server's own words when [`MISSING_USER`] authenticates, found once up front.
     wrong_credentials_message: String,
     /// The restart case's throwaway server, started on first use.
-    restartable: Arc<Mutex<Option<Server>>>,
+    restartable: servers::Restartable,
 }
 
 impl Redis {
@@ -56,7 +55,7 @@ impl Redis {
             info,
             name,
             wrong_credentials_message,
-            restartable: Arc::default(),
+            restartable: servers::Restartable::new(servers::Database::Redis),
         })
     }
 
@@ -67,31 +66,6 @@ impl Redis {
             .get_multiplexed_async_connection()
             .await
             .map_err(|e| format!("admin connect: {e}"))
-    }
-
-    /// Runs `action` on the restartable server (started first if there is none yet) on
-    /// a blocking thread.
-    async fn with_restartable<T, F>(&self, action: F) -> Result<T, String>
-    where
-        T: Send + 'static,
-        F: FnOnce(&mut Server) -> Result<T, String> + Send + 'static,
-    {
-        let slot = Arc::clone(&self.restartable);
-        tokio::task::spawn_blocking(move || {
-            let mut slot = slot.lock().unwrap_or_else(PoisonError::into_inner);
-            if slot.is_none() {
-                *slot = Some(
-                    servers::redis_throwaway()
-                        .map_err(|e| format!("a throwaway Redis server: {e}"))?,
-                );
-            }
-            match slot.as_mut() {
-                Some(server) => action(server),
-                None => Err("no restartable server".to_owned()),
-            }
-        })
-        .await
-        .map_err(|e| format!("the blocking task for the restartable server: {e}"))?
     }
 }
 
@@ -277,30 +251,18 @@ impl Backend for Redis {
     }
 
     async fn restartable_manager(&self) -> Result<Manager, String> {
-        let url = self
-            .with_restartable(|server| Ok(server.url().to_owned()))
-            .await?;
+        let url = self.restartable.url().await?;
         Ok(Manager::from_url(&url)
             .map_err(|e| format!("the throwaway server's URL: {e}"))?
             .client_name(format!("{}_restartable", self.name)))
     }
 
     async fn stop_restartable(&self) -> Result<(), String> {
-        self.with_restartable(|server| {
-            server
-                .stop()
-                .map_err(|e| format!("stopping the throwaway server: {e}"))
-        })
-        .await
+        self.restartable.stop().await
     }
 
     async fn start_restartable(&self) -> Result<(), String> {
-        self.with_restartable(|server| {
-            server
-                .start()
-                .map_err(|e| format!("starting the throwaway server: {e}"))
-        })
-        .await
+        self.restartable.start().await
     }
 }
 
@@ -312,7 +274,7 @@ fn main() {
             info: "redis://127.0.0.1".parse().expect("a constant URL parses"),
             name: String::new(),
             wrong_credentials_message: String::new(),
-            restartable: Arc::default(),
+            restartable: servers::Restartable::new(servers::Database::Redis),
         });
         return;
     }

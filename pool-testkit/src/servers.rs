@@ -453,6 +453,71 @@ pub fn throwaway(database: Database) -> Result<Server, ServerError> {
     })
 }
 
+/// A throwaway server created on first use and kept for the whole run, that async
+/// tests stop and start (the conformance suite's restart case). Its blocking work runs
+/// on tokio's blocking threads; clones share the one server.
+#[derive(Clone, Debug)]
+pub struct Restartable {
+    database: Database,
+    server: std::sync::Arc<std::sync::Mutex<Option<Server>>>,
+}
+
+impl Restartable {
+    /// A throwaway server of `database`, not started until first used.
+    pub fn new(database: Database) -> Self {
+        Restartable {
+            database,
+            server: Default::default(),
+        }
+    }
+
+    /// The server's URL, starting it first if this is its first use.
+    pub async fn url(&self) -> Result<String, String> {
+        self.with(|server| Ok(server.url().to_owned())).await
+    }
+
+    /// Stops the server: every connection to it dies, new connects are refused.
+    pub async fn stop(&self) -> Result<(), String> {
+        self.with(|server| {
+            server
+                .stop()
+                .map_err(|e| format!("stopping the throwaway server: {e}"))
+        })
+        .await
+    }
+
+    /// Starts the server again on the same port.
+    pub async fn start(&self) -> Result<(), String> {
+        self.with(|server| {
+            server
+                .start()
+                .map_err(|e| format!("starting the throwaway server: {e}"))
+        })
+        .await
+    }
+
+    async fn with<T, F>(&self, action: F) -> Result<T, String>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Server) -> Result<T, String> + Send + 'static,
+    {
+        let (database, server) = (self.database, std::sync::Arc::clone(&self.server));
+        tokio::task::spawn_blocking(move || {
+            let mut slot = server
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if slot.is_none() {
+                let created = throwaway(database)
+                    .map_err(|e| format!("a throwaway {database} server: {e}"))?;
+                *slot = Some(created);
+            }
+            action(slot.as_mut().expect("created above"))
+        })
+        .await
+        .map_err(|e| format!("the blocking task for the restartable server: {e}"))?
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
