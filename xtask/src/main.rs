@@ -276,6 +276,8 @@ struct CaseResult {
     passed: bool,
     millis: u64,
     error: Option<String>,
+    /// Why the backend cannot hold this case (the case did not run).
+    not_applicable: Option<String>,
 }
 
 fn parse_line(line: &str) -> Option<CaseResult> {
@@ -287,6 +289,10 @@ fn parse_line(line: &str) -> Option<CaseResult> {
         millis: value.get("millis").and_then(|m| m.as_u64()).unwrap_or(0),
         error: value
             .get("error")
+            .and_then(|e| e.as_str())
+            .map(str::to_string),
+        not_applicable: value
+            .get("not_applicable")
             .and_then(|e| e.as_str())
             .map(str::to_string),
     })
@@ -370,6 +376,17 @@ fn conformance(args: &[String]) -> Result<(), String> {
     }
 
     print!("\n{}", matrix(&selected, &results));
+    let not_applicable: Vec<&CaseResult> = results
+        .iter()
+        .filter(|r| r.not_applicable.is_some())
+        .collect();
+    if !not_applicable.is_empty() {
+        println!("\nnot applicable:");
+        for r in &not_applicable {
+            let why = r.not_applicable.as_deref().unwrap_or_default();
+            println!("  {} / {}: {why}", r.backend, r.case);
+        }
+    }
     let failures: Vec<&CaseResult> = results.iter().filter(|r| !r.passed).collect();
     if !failures.is_empty() {
         println!("\nfailures:");
@@ -385,8 +402,12 @@ fn conformance(args: &[String]) -> Result<(), String> {
         }
     }
     println!("report: {}", report.display());
-    let passed = results.len() - failures.len();
-    println!("conformance: {passed} passed, {} failed", failures.len());
+    let passed = results.len() - failures.len() - not_applicable.len();
+    println!(
+        "conformance: {passed} passed, {} failed, {} not applicable",
+        failures.len(),
+        not_applicable.len()
+    );
     if failures.is_empty() && problems.is_empty() {
         Ok(())
     } else {
@@ -402,7 +423,9 @@ fn matrix(backends: &[&Backend], results: &[CaseResult]) -> String {
         if !cases.contains(&r.case.as_str()) {
             cases.push(&r.case);
         }
-        let cell = if r.passed {
+        let cell = if r.not_applicable.is_some() {
+            "n/a".to_string()
+        } else if r.passed {
             format!("pass {}ms", r.millis)
         } else {
             "FAIL".to_string()
@@ -498,16 +521,21 @@ mod tests {
             passed,
             millis: 7,
             error: None,
+            not_applicable: None,
         };
+        let mut skipped = result("postgres", "third", true);
+        skipped.not_applicable = Some("session state".into());
         let results = [
             result("mock", "first_case", true),
             result("mock", "second", true),
             result("postgres", "first_case", false),
+            skipped,
         ];
         let text = matrix(&backends, &results);
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[0], "case        mock      postgres");
         assert_eq!(lines[1], "first_case  pass 7ms  FAIL");
         assert_eq!(lines[2], "second      pass 7ms  -");
+        assert_eq!(lines[3], "third       -         n/a");
     }
 }

@@ -99,4 +99,30 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Starts it again on the same address, returning once it accepts connections.
     async fn start_restartable(&self) -> Result<(), String>;
+
+    /// Why `case` cannot hold for this backend, or `None` when it must pass.
+    ///
+    /// A case named here is not run; the matrix shows it as `n/a` with this reason
+    /// (a transaction pooler cannot keep session state across transactions, say).
+    /// Nothing is dropped silently: every reason is printed.
+    fn not_applicable(&self, case: &str) -> Option<String> {
+        let _ = case;
+        None
+    }
+
+    /// The TCP address the server under test listens on, for the fault cases to put a
+    /// fault proxy in front of.
+    fn server_address(&self) -> Result<std::net::SocketAddr, String> {
+        Err(format!("the {} backend has no TCP address", self.name()))
+    }
+
+    /// A manager like [`manager`](Backend::manager) (same credentials, database and
+    /// client name, so [`server_connections`](Backend::server_connections) counts its
+    /// connections) that connects to `address` instead: the fault proxy's.
+    async fn manager_at(&self, address: std::net::SocketAddr) -> Result<Self::Manager, String> {
+        Err(format!(
+            "the {} backend cannot connect through {address}",
+            self.name()
+        ))
+    }
 }

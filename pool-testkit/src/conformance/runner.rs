@@ -33,7 +33,10 @@ const FLAGS_WITH_VALUE: &[&str] = &[
 /// cases whose name contains it run. `--list` lists the cases. Each case prints
 /// `name ... ok (12ms)` or `name ... FAILED: reason`, and if `POOL_CONFORMANCE_REPORT`
 /// names a file, a JSON line `{"backend", "case", "passed", "millis", "error"}` is
-/// appended to it. The last line reads `conformance <backend>: N passed, N failed`.
+/// appended to it. A case the backend declares [not
+/// applicable](Backend::not_applicable) is not run: it prints `name ... n/a: reason`
+/// and its JSON line carries `"not_applicable": reason`. The last line reads
+/// `conformance <backend>: N passed, N failed, N not applicable`.
 pub fn run_suite<B: Backend>(backend: B) {
     let (filter, list) = parse_args(std::env::args().skip(1));
     let name = backend.name();
@@ -54,7 +57,26 @@ pub fn run_suite<B: Backend>(backend: B) {
     println!("\nrunning {} conformance cases on {name}", selected.len());
     let (mut passed, mut failed) = (0usize, 0usize);
     let mut report_failed = false;
+    let mut not_applicable = 0usize;
     for case in &selected {
+        if let Some(reason) = backend.not_applicable(case.name) {
+            not_applicable += 1;
+            println!("{} ... n/a: {reason}", case.name);
+            if let Some(path) = &report {
+                let line = serde_json::json!({
+                    "backend": name,
+                    "case": case.name,
+                    "passed": true,
+                    "millis": 0,
+                    "not_applicable": reason,
+                });
+                if let Err(e) = append_line(path, &line) {
+                    eprintln!("conformance: cannot append to {}: {e}", path.display());
+                    report_failed = true;
+                }
+            }
+            continue;
+        }
         let started = Instant::now();
         let outcome = run_case(case, &backend);
         let millis = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
@@ -76,21 +98,27 @@ pub fn run_suite<B: Backend>(backend: B) {
                 "millis": millis,
                 "error": outcome.as_ref().err(),
             });
-            let written = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .and_then(|mut file| file.write_all(format!("{line}\n").as_bytes()));
-            if let Err(e) = written {
+            if let Err(e) = append_line(path, &line) {
                 eprintln!("conformance: cannot append to {}: {e}", path.display());
                 report_failed = true;
             }
         }
     }
-    println!("\nconformance {name}: {passed} passed, {failed} failed");
+    println!(
+        "\nconformance {name}: {passed} passed, {failed} failed, {not_applicable} not applicable"
+    );
     if failed > 0 || report_failed {
         std::process::exit(1);
     }
+}
+
+/// Appends one JSON line to the report file.
+fn append_line(path: &std::ffi::OsStr, line: &serde_json::Value) -> std::io::Result<()> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .and_then(|mut file| file.write_all(format!("{line}\n").as_bytes()))
 }
 
 /// The filter (first argument not starting with `-`) and whether `--list` was given.
