@@ -2,9 +2,12 @@
 //! `try_get`.
 //!
 //! The first poll tries the fast path synchronously: take an idle connection that
-//! needs no check, under one lock, and return it. Only a caller that must wait, open a
-//! connection or check one goes on to the slow path, an async state machine that is
-//! boxed so the fast path does not carry (and move) its size.
+//! needs no check, under one lock, and return it. A caller that must wait for a
+//! connection to come back waits in place ([`GetState::Waiting`]): its place in line,
+//! plus a timer armed only when it has a deadline; a connection handed to it that
+//! needs no check becomes a checkout synchronously, as on the fast path. Only a caller
+//! that must open a connection, check one, or retry goes on to the slow path, an async
+//! state machine that is boxed so the common paths do not carry (and move) its size.
 //!
 //! Every intermediate state owns what it holds through a guard ([`TakenIdle`],
 //! [`SlotGuard`], [`WaitTurn`], [`Pooled`]), so dropping the future at any point gives
@@ -73,10 +76,25 @@ pub struct Get<'a, M: Manager> {
     state: GetState<'a, M>,
 }
 
+/// A timer that resolves (to `None`) when a wait's limit passes.
+type Timer<'a> = Pin<Box<dyn Future<Output = Option<()>> + Send + 'a>>;
+
 enum GetState<'a, M: Manager> {
     Start {
         wait: Wait,
         caller: &'static Location<'static>,
+    },
+    /// In line, with nothing else under way.
+    Waiting {
+        turn: WaitTurn<'a, M>,
+        wait: Wait,
+        caller: &'static Location<'static>,
+        started: Instant,
+        /// When to stop waiting: the wait's deadline or, while connects back off, the
+        /// next attempt, whichever is first.
+        wake_at: Option<Instant>,
+        /// Armed on the first poll that finds no grant, if `wake_at` is set.
+        timer: Option<Timer<'a>>,
     },
     Slow(Pin<Box<dyn Future<Output = GetResult<M>> + Send + 'a>>),
     Done,
@@ -107,17 +125,88 @@ impl<M: Manager> Future for Get<'_, M> {
                 return Poll::Ready(Err(PoolError::NoRuntime));
             }
             let now = clock::now();
-            let step = match shared.decide(now, wait, cx.waker()) {
-                Step::Idle(taken) => match shared.checkout_now(taken, now, caller) {
+            this.state = match shared.decide(now, wait, cx.waker()) {
+                Step::Idle(taken) => match shared.checkout_now(taken, now, caller, now) {
                     Ok(pooled) => {
                         this.state = GetState::Done;
                         return Poll::Ready(Ok(pooled));
                     }
-                    Err(taken) => Step::Idle(taken),
+                    Err(taken) => shared.slow(wait, caller, now, now, Step::Idle(taken)),
                 },
-                step => step,
+                Step::Wait(turn, retry_at) => GetState::Waiting {
+                    turn,
+                    wait,
+                    caller,
+                    started: now,
+                    wake_at: earliest(wait.deadline(now), retry_at),
+                    timer: None,
+                },
+                step => shared.slow(wait, caller, now, now, step),
             };
-            this.state = GetState::Slow(Box::pin(shared.acquire(wait, caller, now, step)));
+        }
+        if let GetState::Waiting {
+            turn,
+            wait,
+            caller,
+            started,
+            wake_at,
+            timer,
+        } = &mut this.state
+        {
+            let (wait, caller, started) = (*wait, *caller, *started);
+            let shared = this.shared;
+            let next = match Pin::new(&mut *turn).poll(cx) {
+                Poll::Ready(Grant::Conn(idle, broken_at)) => {
+                    // Handed straight from a return, which read the clock a moment
+                    // ago: that reading serves as "now" for the checks.
+                    let now = idle.idle_since.max(started);
+                    let taken = TakenIdle {
+                        shared,
+                        idle: Some(idle),
+                        broken_at,
+                    };
+                    match shared.checkout_now(taken, now, caller, started) {
+                        Ok(pooled) => {
+                            this.state = GetState::Done;
+                            return Poll::Ready(Ok(pooled));
+                        }
+                        Err(taken) => shared.slow(wait, caller, started, now, Step::Idle(taken)),
+                    }
+                }
+                Poll::Ready(grant) => {
+                    shared.slow(wait, caller, started, clock::now(), Step::Granted(grant))
+                }
+                Poll::Pending => {
+                    let Some(wake_at) = *wake_at else {
+                        return Poll::Pending;
+                    };
+                    let timer = timer.get_or_insert_with(|| {
+                        let limit = wake_at.saturating_duration_since(clock::now());
+                        Box::pin(shared.within(Some(limit), std::future::pending::<()>()))
+                    });
+                    if timer.as_mut().poll(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                    let now = clock::now();
+                    if wait.deadline(started).is_some_and(|end| end <= now) {
+                        // Leaving the line gives back anything granted meanwhile.
+                        this.state = GetState::Done;
+                        return Poll::Ready(Err(
+                            shared.timeout_error(TimeoutKind::Wait, wait.bound())
+                        ));
+                    }
+                    // The back-off ended while in line: look again, as a connect
+                    // attempt may be due. Leaving the line gives back any grant.
+                    shared.slow(
+                        wait,
+                        caller,
+                        started,
+                        now,
+                        Step::Granted(Grant::Retry { retry_at: now }),
+                    )
+                }
+            };
+            this.state = next;
         }
         match &mut this.state {
             GetState::Slow(slow) => {
@@ -126,7 +215,9 @@ impl<M: Manager> Future for Get<'_, M> {
                 Poll::Ready(output)
             }
             GetState::Done => panic!("`Get` polled after completion"),
-            GetState::Start { .. } => unreachable!("the start state was just left"),
+            GetState::Start { .. } | GetState::Waiting { .. } => {
+                unreachable!("the start and waiting states were just left")
+            }
         }
     }
 }
@@ -211,8 +302,8 @@ pub(crate) enum Step<'a, M: Manager> {
     /// Wait in line; `Some(retry_at)` while connects back off, to look again when the
     /// next attempt is due.
     Wait(WaitTurn<'a, M>, Option<Instant>),
-    /// Fail (or retry) as this grant says.
-    Fail(Grant<M::Connection>),
+    /// Go on as this grant says (a connection, room, a failure, a retry).
+    Granted(Grant<M::Connection>),
     /// Nothing now, and the caller does not wait.
     Exhausted,
 }
@@ -230,13 +321,13 @@ impl<M: Manager> Shared<M> {
             Idle(Idle<C>, Option<Instant>),
             Open,
             Wait(WaitKey, Option<Instant>),
-            Fail(Grant<C>),
+            Granted(Grant<C>),
             Exhausted,
         }
         let raw = {
             let mut st = self.lock();
             if st.closed {
-                Raw::Fail(Grant::Closed)
+                Raw::Granted(Grant::Closed)
             } else if let Some(idle) = st.take_idle() {
                 Raw::Idle(idle, st.broken_at)
             } else {
@@ -246,7 +337,7 @@ impl<M: Manager> Shared<M> {
                         Raw::Open
                     }
                     Open::BackingOff { retry_at } if st.in_use() == 0 && st.connecting == 0 => {
-                        Raw::Fail(st.backoff_grant(retry_at))
+                        Raw::Granted(st.backoff_grant(retry_at))
                     }
                     _ if matches!(wait, Wait::No) => Raw::Exhausted,
                     Open::BackingOff { retry_at } => {
@@ -271,7 +362,7 @@ impl<M: Manager> Shared<M> {
                 },
                 retry_at,
             ),
-            Raw::Fail(grant) => Step::Fail(grant),
+            Raw::Granted(grant) => Step::Granted(grant),
             Raw::Exhausted => Step::Exhausted,
         }
     }
@@ -283,6 +374,7 @@ impl<M: Manager> Shared<M> {
         mut taken: TakenIdle<'a, M>,
         now: Instant,
         caller: &'static Location<'static>,
+        started: Instant,
     ) -> Result<Pooled<M>, TakenIdle<'a, M>> {
         let broken_at = taken.broken_at;
         let idle = taken.idle.as_mut().expect("taken once");
@@ -295,7 +387,19 @@ impl<M: Manager> Shared<M> {
             return Err(taken);
         }
         let (idle, _) = taken.into_parts();
-        Ok(self.into_pooled(idle.conn, now, caller, now))
+        Ok(self.into_pooled(idle.conn, now, caller, started))
+    }
+
+    /// Goes on to the slow path from `step`, decided at `now`.
+    fn slow<'a>(
+        self: &'a Arc<Self>,
+        wait: Wait,
+        caller: &'static Location<'static>,
+        started: Instant,
+        now: Instant,
+        step: Step<'a, M>,
+    ) -> GetState<'a, M> {
+        GetState::Slow(Box::pin(self.acquire(wait, caller, started, now, step)))
     }
 
     /// The slow path, starting from the step the first poll decided.
@@ -304,9 +408,10 @@ impl<M: Manager> Shared<M> {
         wait: Wait,
         caller: &'static Location<'static>,
         started: Instant,
+        now: Instant,
         first: Step<'a, M>,
     ) -> GetResult<M> {
-        let mut now = started;
+        let mut now = now;
         let deadline = wait.deadline(started);
         let mut step = first;
         loop {
@@ -316,15 +421,12 @@ impl<M: Manager> Shared<M> {
                     Grant::Conn(idle, broken_at)
                 }
                 Step::Open(slot) => return self.open_for(slot, caller, started).await,
-                Step::Fail(grant) => grant,
+                Step::Granted(grant) => grant,
                 Step::Exhausted => {
                     return Err(self.timeout_error(TimeoutKind::Wait, Duration::ZERO))
                 }
                 Step::Wait(turn, retry_at) => {
-                    let wake_at = match (deadline, retry_at) {
-                        (Some(end), Some(retry_at)) => Some(end.min(retry_at)),
-                        (end, retry_at) => end.or(retry_at),
-                    };
+                    let wake_at = earliest(deadline, retry_at);
                     let limit = wake_at.map(|at| at.saturating_duration_since(now));
                     let span =
                         tracing::debug_span!("pool.acquire.wait", pool.name = %self.config.name);
@@ -400,5 +502,13 @@ impl<M: Manager> Shared<M> {
             }
             Opened::Failed(err) => Err(err),
         }
+    }
+}
+
+/// The earlier of two optional moments.
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
