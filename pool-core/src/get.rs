@@ -76,8 +76,8 @@ pub struct Get<'a, M: Manager> {
     state: GetState<'a, M>,
 }
 
-/// A timer that resolves (to `None`) when a wait's limit passes.
-type Timer<'a> = Pin<Box<dyn Future<Output = Option<()>> + Send + 'a>>;
+/// A timer that resolves when a wait's limit passes.
+type Timer<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 
 enum GetState<'a, M: Manager> {
     Start {
@@ -180,10 +180,7 @@ impl<M: Manager> Future for Get<'_, M> {
                     let Some(wake_at) = *wake_at else {
                         return Poll::Pending;
                     };
-                    let timer = timer.get_or_insert_with(|| {
-                        let limit = wake_at.saturating_duration_since(clock::now());
-                        Box::pin(shared.within(Some(limit), std::future::pending::<()>()))
-                    });
+                    let timer = timer.get_or_insert_with(|| shared.timer_until(wake_at));
                     if timer.as_mut().poll(cx).is_pending() {
                         return Poll::Pending;
                     }
@@ -388,6 +385,20 @@ impl<M: Manager> Shared<M> {
         }
         let (idle, _) = taken.into_parts();
         Ok(self.into_pooled(idle.conn, now, caller, started))
+    }
+
+    /// A timer that fires at `at`: tokio's own sleep where the runtime is tokio (it
+    /// costs no wrapper future), else the runtime's timeout around a future that never
+    /// ends. Without a runtime it never fires.
+    fn timer_until<'a>(self: &'a Arc<Self>, at: Instant) -> Timer<'a> {
+        #[cfg(feature = "tokio")]
+        if matches!(self.runtime, Some(crate::Runtime::Tokio1)) {
+            return Box::pin(tokio::time::sleep_until(at.into()));
+        }
+        let limit = at.saturating_duration_since(clock::now());
+        Box::pin(async move {
+            let _ = self.within(Some(limit), std::future::pending::<()>()).await;
+        })
     }
 
     /// Goes on to the slow path from `step`, decided at `now`.

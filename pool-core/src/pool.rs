@@ -456,12 +456,13 @@ impl<M: Manager> Shared<M> {
         if broken_at.is_some_and(|at| idle.conn.info.last_checked <= at) {
             return Some(CheckReason::PeerBroken);
         }
-        match self.config.check_interval {
-            Some(interval) if now.saturating_duration_since(idle.idle_since) >= interval => {
-                Some(CheckReason::Idle)
-            }
-            _ => None,
-        }
+        // Compared as moments: cheaper than taking the difference on the fast path.
+        let due = self.config.check_interval.is_some_and(|interval| {
+            idle.idle_since
+                .checked_add(interval)
+                .is_none_or(|at| at <= now)
+        });
+        due.then_some(CheckReason::Idle)
     }
 
     /// Turns an idle (or handed-off) connection into a checkout, checking it first if

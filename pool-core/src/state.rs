@@ -94,7 +94,11 @@ impl WakeList {
         }
     }
 
+    #[inline]
     pub(crate) fn wake(self) {
+        if self.first.is_none() {
+            return;
+        }
         if let Some(first) = self.first {
             first.wake();
         }
