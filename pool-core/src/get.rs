@@ -70,6 +70,13 @@ type GetResult<M> = Result<Pooled<M>, PoolError<<M as Manager>::Error>>;
 /// Cancel-safe: dropping it at any point gives back what it held (its place in line,
 /// a connection handed to it, the room for a connection it was opening, a connection
 /// it was checking).
+///
+/// It does not spend tokio's cooperative budget: a `get` that finds an idle connection
+/// is ready on its first poll, as `bb8`'s and `qp`'s are, instead of yielding to the
+/// scheduler once the budget runs out as `tokio::sync::Semaphore`-based pools do. The
+/// budget is spent where the work is, on the connection's I/O; a task that only loops
+/// over `get` and drop with no other await never yields, which is the caller's to
+/// avoid.
 #[must_use = "futures do nothing unless awaited"]
 pub struct Get<'a, M: Manager> {
     shared: &'a Arc<Shared<M>>,
