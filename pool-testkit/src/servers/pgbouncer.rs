@@ -426,6 +426,12 @@ impl RestartablePgBouncer {
         self.with(|bouncer| Ok(bouncer.url().to_owned())).await
     }
 
+    /// Its admin console's URL, starting it first if this is its first use.
+    pub async fn admin_url(&self) -> Result<String, String> {
+        self.with(|bouncer| Ok(bouncer.admin_url().to_owned()))
+            .await
+    }
+
     /// Stops it: every client connection dies, new ones are refused.
     pub async fn stop(&self) -> Result<(), String> {
         self.with(|bouncer| {
