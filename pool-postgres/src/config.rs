@@ -7,7 +7,7 @@ use std::time::Duration;
 use pool_core::{BuildError, PoolConfig};
 use serde::Deserialize;
 
-use crate::{ConfigError, Manager, Pool, RecycleMode};
+use crate::{ConfigError, Manager, Pool, RecycleMode, StatementMode};
 
 /// Where to connect, the driver's options and the pool's settings, in one value that
 /// deserialises from a config file (a `[postgres]` section, say) or is read from the
@@ -54,6 +54,12 @@ pub struct Config {
     pub connect_timeout: Option<Duration>,
     /// What a due check before checkout does.
     pub recycle_mode: RecycleMode,
+    /// How connections send SQL text, and what a session reset does: `named` (the
+    /// default) when the pool talks to PostgreSQL itself or through a session pooler,
+    /// `unnamed` behind a transaction pooler (PgBouncer in `pool_mode = transaction`);
+    /// see [`StatementMode`]. Unset, the URL's `statement_mode` option decides, else
+    /// `named`.
+    pub statement_mode: Option<StatementMode>,
     /// The pool's settings.
     pub pool: PoolConfig,
 }
@@ -85,7 +91,8 @@ impl Config {
     /// `PGUSER`, `PGPASSWORD`, `PGDATABASE`, `PGAPPNAME`, `PGCONNECT_TIMEOUT`; with
     /// `"APP_DB_"` they are `APP_DB_HOST` and so on. Also read: `{prefix}URL`,
     /// `{prefix}DBNAME` and `{prefix}APPLICATION_NAME` (same as `DATABASE` and
-    /// `APPNAME`), `{prefix}RECYCLE_MODE` (`fast`, `verified`, `clean`), and any
+    /// `APPNAME`), `{prefix}RECYCLE_MODE` (`fast`, `verified`, `clean`),
+    /// `{prefix}STATEMENT_MODE` (`named`, `unnamed`), and any
     /// [`PoolConfig`] field as `{prefix}POOL_{FIELD}` (`APP_DB_POOL_MAX_SIZE=16`,
     /// `APP_DB_POOL_WAIT_TIMEOUT=2s`, `...=null` to switch one off).
     /// `CONNECT_TIMEOUT` is whole seconds, as libpq reads it, or a human duration.
@@ -142,6 +149,12 @@ impl Config {
                 .parse()
                 .map_err(|e| bad("RECYCLE_MODE", "recycle_mode", e))?;
         }
+        if let Some(mode) = get("STATEMENT_MODE") {
+            config.statement_mode = Some(
+                mode.parse()
+                    .map_err(|e| bad("STATEMENT_MODE", "statement_mode", e))?,
+            );
+        }
 
         let pool_prefix = format!("{prefix}POOL_");
         let mut fields = serde_json::Map::new();
@@ -159,10 +172,19 @@ impl Config {
 
     /// tokio-postgres's config: the URL's, with the separate fields over it.
     pub fn tokio_postgres_config(&self) -> Result<tokio_postgres::Config, ConfigError> {
-        let mut pg = match &self.url {
-            Some(url) => crate::manager::parse_url(url)?,
-            None => tokio_postgres::Config::new(),
+        self.connection_parts().map(|(pg, _)| pg)
+    }
+
+    /// tokio-postgres's config and the statement mode, fields over the URL's.
+    fn connection_parts(&self) -> Result<(tokio_postgres::Config, StatementMode), ConfigError> {
+        let (mut pg, url_mode) = match &self.url {
+            Some(url) => {
+                let (pg, options) = crate::manager::parse_url(url)?;
+                (pg, options.statement_mode)
+            }
+            None => (tokio_postgres::Config::new(), None),
         };
+        let statement_mode = self.statement_mode.or(url_mode).unwrap_or_default();
         if let Some(host) = &self.host {
             pg.host(host);
         }
@@ -191,12 +213,15 @@ impl Config {
                 "no server given: set `url` or `host`",
             ));
         }
-        Ok(pg)
+        Ok((pg, statement_mode))
     }
 
     /// A manager for this config (no TLS).
     pub fn manager(&self) -> Result<Manager, ConfigError> {
-        Ok(Manager::new(self.tokio_postgres_config()?).recycle_mode(self.recycle_mode))
+        let (pg, statement_mode) = self.connection_parts()?;
+        Ok(Manager::new(pg)
+            .recycle_mode(self.recycle_mode)
+            .statement_mode(statement_mode))
     }
 
     /// A pool for this config, with its `pool` settings. A connection setting that
@@ -228,6 +253,7 @@ impl fmt::Debug for Config {
             .field("application_name", &self.application_name)
             .field("connect_timeout", &self.connect_timeout)
             .field("recycle_mode", &self.recycle_mode)
+            .field("statement_mode", &self.statement_mode)
             .field("pool", &self.pool)
             .finish()
     }
@@ -302,6 +328,13 @@ impl ConfigBuilder {
     /// See [`Config::recycle_mode`].
     pub fn recycle_mode(mut self, mode: RecycleMode) -> Self {
         self.config.recycle_mode = mode;
+        self
+    }
+
+    /// See [`Config::statement_mode`]: `StatementMode::Unnamed` behind a transaction
+    /// pooler.
+    pub fn statement_mode(mut self, mode: StatementMode) -> Self {
+        self.config.statement_mode = Some(mode);
         self
     }
 
@@ -405,6 +438,7 @@ mod tests {
                 ("PGAPPNAME", "api"),
                 ("PGCONNECT_TIMEOUT", "3"),
                 ("PGRECYCLE_MODE", "Clean"),
+                ("PGSTATEMENT_MODE", "unnamed"),
                 ("PGPOOL_MAX_SIZE", "16"),
                 ("PGPOOL_WAIT_TIMEOUT", "2s"),
                 ("PGPOOL_IDLE_TIMEOUT", "null"),
@@ -426,6 +460,7 @@ mod tests {
         let manager = config.manager().unwrap();
         assert_eq!(manager.to_string(), "postgres://app:***@db:5433/orders");
         assert_eq!(manager.get_recycle_mode(), RecycleMode::Clean);
+        assert_eq!(manager.get_statement_mode(), StatementMode::Unnamed);
         let pg = config.tokio_postgres_config().unwrap();
         assert_eq!(pg.get_application_name(), Some("api"));
         assert_eq!(pg.get_connect_timeout(), Some(&Duration::from_secs(3)));
@@ -440,6 +475,10 @@ mod tests {
         let err =
             Config::from_vars("APP_DB_", &vars(&[("APP_DB_RECYCLE_MODE", "slow")])).unwrap_err();
         assert!(err.to_string().contains("APP_DB_RECYCLE_MODE"), "{err}");
+        let err = Config::from_vars("APP_DB_", &vars(&[("APP_DB_STATEMENT_MODE", "cached")]))
+            .unwrap_err();
+        assert!(err.to_string().contains("APP_DB_STATEMENT_MODE"), "{err}");
+        assert_eq!(err.field(), "statement_mode");
         let err =
             Config::from_vars("APP_DB_", &vars(&[("APP_DB_CONNECT_TIMEOUT", "soon")])).unwrap_err();
         assert!(err.to_string().contains("CONNECT_TIMEOUT"), "{err}");
@@ -465,6 +504,52 @@ mod tests {
         let err = Config::new().create_pool().unwrap_err();
         assert_eq!(err.field(), "host");
         let err = Config::from_url("postgres://app:s3cret@db:x/y")
+            .create_pool()
+            .unwrap_err();
+        assert_eq!(err.field(), "url");
+        assert!(!err.to_string().contains("s3cret"), "{err}");
+    }
+
+    #[test]
+    fn the_statement_mode_comes_from_the_field_else_the_url_else_named() {
+        let behind_pooler = "postgres://app@pgbouncer:6432/orders?statement_mode=unnamed";
+        let from_url = Config::from_url(behind_pooler);
+        assert_eq!(
+            from_url.manager().unwrap().get_statement_mode(),
+            StatementMode::Unnamed
+        );
+        // The option is the pool's: tokio-postgres never sees it.
+        assert_eq!(
+            from_url.tokio_postgres_config().unwrap().get_dbname(),
+            Some("orders")
+        );
+        let overridden = Config::builder()
+            .url(behind_pooler)
+            .statement_mode(StatementMode::Named)
+            .build();
+        assert_eq!(
+            overridden.manager().unwrap().get_statement_mode(),
+            StatementMode::Named
+        );
+        assert_eq!(
+            Config::from_url("postgres://app@db/x")
+                .manager()
+                .unwrap()
+                .get_statement_mode(),
+            StatementMode::Named
+        );
+        let from_serde: Config =
+            serde_json::from_str(r#"{ "host": "pgbouncer", "statement_mode": "unnamed" }"#)
+                .unwrap();
+        assert_eq!(
+            from_serde.manager().unwrap().get_statement_mode(),
+            StatementMode::Unnamed
+        );
+        assert!(
+            serde_json::from_str::<Config>(r#"{ "host": "db", "statement_mode": "cached" }"#)
+                .is_err()
+        );
+        let err = Config::from_url("postgres://app:s3cret@db/x?statement_mode=cached")
             .create_pool()
             .unwrap_err();
         assert_eq!(err.field(), "url");

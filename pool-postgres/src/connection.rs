@@ -9,9 +9,11 @@ use std::time::Duration;
 
 use tokio::task::AbortHandle;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Client, Row, SimpleQueryMessage, Statement, ToStatement};
+use tokio_postgres::{Client, Row, SimpleQueryMessage, Statement};
 
 use crate::error::is_fatal;
+use crate::param_types::declared;
+use crate::{SqlOrStatement, StatementMode};
 
 /// How long the connection task may take to say goodbye to the server (send
 /// `Terminate` and flush) after the connection is dropped, before it is cut off.
@@ -31,8 +33,9 @@ pub(crate) const CLOSE_GRACE: Duration = Duration::from_secs(5);
 ///
 /// # What the pool learns on return
 /// The pool resets a connection's session (roll back, reset settings, drop temp
-/// tables, unlisten, release advisory locks) before handing it out again when it comes
-/// back *dirty*. What makes it dirty:
+/// tables, unlisten, release advisory locks; behind a transaction pooler, in
+/// [`StatementMode::Unnamed`], only roll back) before handing it out again when it
+/// comes back *dirty*. What makes it dirty:
 ///
 /// - [`mark_dirty`](Self::mark_dirty), for anything the pool cannot see;
 /// - a statement run through this type's own [`batch_execute`](Self::batch_execute) or
@@ -55,6 +58,34 @@ pub(crate) const CLOSE_GRACE: Duration = Duration::from_secs(5);
 /// closed, the socket failed, SQLSTATE class `08` or `57P01`–`57P03`) marks the
 /// connection broken: the pool closes it on return and checks the other idle ones
 /// before their next checkout.
+///
+/// # Unnamed statements
+/// In [`StatementMode::Unnamed`] (for transaction poolers such as PgBouncer in
+/// `pool_mode = transaction`), this type's `query`, `query_one`, `query_opt` and
+/// `execute` send SQL text as one unnamed statement: parse, bind, execute and sync in
+/// a single request (tokio-postgres's `query_typed`), so a pooler that hands each
+/// request to another server connection never sees a statement outlive its request.
+/// Without a prepare the server does not say which parameter types it expects, so each
+/// parameter is declared as the first built-in type its Rust type accepts: `bool`,
+/// `int2`, `int4`, `int8`, `float4`, `float8`, `numeric`, `text`, `bytea`,
+/// `timestamptz`, `timestamp`, `date`, `time`, ..., `uuid`, `jsonb`, `json`, `inet`,
+/// ..., then the arrays of those. The server converts from there where a column or a
+/// function wants another type (`text` into a `varchar` column, an `int8` compared
+/// with an `int4` column). A value that needs a type defined in the database (an
+/// enum, a composite, an extension's type) cannot be declared this way: the query
+/// fails before anything is sent, with tokio-postgres's `error serializing parameter
+/// N`, whose source names the Rust type and `unknown`; pass its
+/// type with the client's `query_typed` instead. Result columns of such types cannot
+/// be read behind a transaction pooler either: tokio-postgres looks them up with a
+/// named statement of its own.
+///
+/// What stays named in unnamed mode: a prepared [`Statement`] passed to these methods
+/// (`prepare` makes named statements: behind a transaction pooler use one only inside
+/// a transaction, which keeps one server connection), [`prepare_cached`](Self::prepare_cached)
+/// (which then caches nothing), and the client's own methods reached through
+/// `Deref` (`conn.client().query(..)`, a `Transaction`'s methods, `query_raw`).
+/// `batch_execute` and `simple_query` use the simple query protocol, which has no
+/// statements to lose, in either mode.
 pub struct PgConnection {
     client: Client,
     /// Dropping it tells the connection task the client is gone (see `CLOSE_GRACE`).
@@ -64,6 +95,7 @@ pub struct PgConnection {
     broken: AtomicBool,
     in_flight: AtomicUsize,
     statements: Mutex<HashMap<String, Statement>>,
+    statement_mode: StatementMode,
 }
 
 impl PgConnection {
@@ -71,6 +103,7 @@ impl PgConnection {
         client: Client,
         closed: tokio::sync::oneshot::Sender<()>,
         task: AbortHandle,
+        statement_mode: StatementMode,
     ) -> Self {
         PgConnection {
             client,
@@ -80,7 +113,14 @@ impl PgConnection {
             broken: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
             statements: Mutex::new(HashMap::new()),
+            statement_mode,
         }
+    }
+
+    /// How this connection sends SQL text: the manager's
+    /// [`statement_mode`](crate::Manager::statement_mode).
+    pub fn statement_mode(&self) -> StatementMode {
+        self.statement_mode
     }
 
     /// The client.
@@ -122,7 +162,14 @@ impl PgConnection {
     /// Prepares `query` once for this connection and returns the same statement on
     /// later calls: an opt-in cache of prepared statements, kept with the connection
     /// across checkouts and emptied when its session is reset.
+    ///
+    /// In [`StatementMode::Unnamed`] the cache is off: each call prepares the
+    /// statement anew and keeps nothing, for behind a transaction pooler a statement
+    /// lives on one server connection and the next request may go to another.
     pub async fn prepare_cached(&self, query: &str) -> Result<Statement, tokio_postgres::Error> {
+        if self.statement_mode == StatementMode::Unnamed {
+            return self.tracked(self.client.prepare(query)).await;
+        }
         if let Some(statement) = self.cache().get(query) {
             return Ok(statement.clone());
         }
@@ -184,52 +231,90 @@ impl PgConnection {
         self.tracked(self.client.simple_query(query)).await
     }
 
-    /// [`Client::query`], noting a cancelled call and a lost connection.
+    /// SQL text to send as an unnamed statement: in unnamed mode, when `statement` is
+    /// text rather than a prepared statement.
+    fn unnamed_sql<'s, T: ?Sized + SqlOrStatement>(&self, statement: &'s T) -> Option<&'s str> {
+        match self.statement_mode {
+            StatementMode::Named => None,
+            StatementMode::Unnamed => statement.sql(),
+        }
+    }
+
+    /// [`Client::query`] (or [`Client::query_typed`] in unnamed mode, see
+    /// [above](Self#unnamed-statements)), noting a cancelled call and a lost
+    /// connection.
     pub async fn query<T>(
         &self,
         statement: &T,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<Row>, tokio_postgres::Error>
     where
-        T: ?Sized + ToStatement,
+        T: ?Sized + SqlOrStatement,
     {
-        self.tracked(self.client.query(statement, params)).await
+        match self.unnamed_sql(statement) {
+            Some(sql) => {
+                self.tracked(self.client.query_typed(sql, &declared(params)))
+                    .await
+            }
+            None => self.tracked(self.client.query(statement, params)).await,
+        }
     }
 
-    /// [`Client::query_one`], noting a cancelled call and a lost connection.
+    /// [`Client::query_one`] (or [`Client::query_typed_one`] in unnamed mode), noting
+    /// a cancelled call and a lost connection.
     pub async fn query_one<T>(
         &self,
         statement: &T,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Row, tokio_postgres::Error>
     where
-        T: ?Sized + ToStatement,
+        T: ?Sized + SqlOrStatement,
     {
-        self.tracked(self.client.query_one(statement, params)).await
+        match self.unnamed_sql(statement) {
+            Some(sql) => {
+                self.tracked(self.client.query_typed_one(sql, &declared(params)))
+                    .await
+            }
+            None => self.tracked(self.client.query_one(statement, params)).await,
+        }
     }
 
-    /// [`Client::query_opt`], noting a cancelled call and a lost connection.
+    /// [`Client::query_opt`] (or [`Client::query_typed_opt`] in unnamed mode), noting
+    /// a cancelled call and a lost connection.
     pub async fn query_opt<T>(
         &self,
         statement: &T,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Option<Row>, tokio_postgres::Error>
     where
-        T: ?Sized + ToStatement,
+        T: ?Sized + SqlOrStatement,
     {
-        self.tracked(self.client.query_opt(statement, params)).await
+        match self.unnamed_sql(statement) {
+            Some(sql) => {
+                self.tracked(self.client.query_typed_opt(sql, &declared(params)))
+                    .await
+            }
+            None => self.tracked(self.client.query_opt(statement, params)).await,
+        }
     }
 
-    /// [`Client::execute`], noting a cancelled call and a lost connection.
+    /// [`Client::execute`] (or [`Client::execute_typed`] in unnamed mode), noting a
+    /// cancelled call and a lost connection.
     pub async fn execute<T>(
         &self,
         statement: &T,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<u64, tokio_postgres::Error>
     where
-        T: ?Sized + ToStatement,
+        T: ?Sized + SqlOrStatement,
     {
-        self.tracked(self.client.execute(statement, params)).await
+        match self.unnamed_sql(statement) {
+            Some(sql) => {
+                self.tracked(self.client.execute_typed(sql, &declared(params)))
+                    .await
+            }
+            None => self.tracked(self.client.execute(statement, params)).await,
+        }
     }
 
     fn note_sql(&self, sql: &str) {

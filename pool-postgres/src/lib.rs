@@ -54,6 +54,31 @@
 //! [`PgConnection::mark_dirty`] for the rest) is reset with [`RESET_QUERY`] before it
 //! is handed out again.
 //!
+//! # Behind a transaction pooler (PgBouncer)
+//! With PgBouncer in `pool_mode = transaction` (or another pooler that lends a server
+//! connection per transaction) set [`StatementMode::Unnamed`]
+//! (`?statement_mode=unnamed` in the URL, `statement_mode = "unnamed"` in a
+//! [`Config`], [`Manager::statement_mode`] in code). PgBouncer before 1.21 (and later
+//! ones with `max_prepared_statements = 0`) does not carry named prepared statements
+//! from one server connection to the next, and tokio-postgres prepares one for every
+//! `query`: in the default [`StatementMode::Named`] such queries fail with
+//! `prepared statement "s1" does not exist`. In unnamed mode [`PgConnection`]'s
+//! `query`, `query_one`, `query_opt` and `execute` send each statement unnamed, in one
+//! request, declaring parameter types themselves (see
+//! [`PgConnection`](PgConnection#unnamed-statements) for the rules and what stays
+//! named); `batch_execute` and `simple_query` work in either mode.
+//!
+//! There a client owns no session between transactions, so the reset of a dirty
+//! connection is [`TRANSACTION_POOLER_RESET_QUERY`] (`ROLLBACK`, which ends a
+//! transaction left open and frees the server connection it pinned): what
+//! [`RESET_QUERY`] does besides would act on a server connection other clients use,
+//! and its `RESET ALL` would wipe the parameters PgBouncer keeps for this client, its
+//! `application_name` among them. Session state (`SET`, `LISTEN`, session advisory
+//! locks, temporary tables, `WITH HOLD` cursors) does not belong to a client of a
+//! transaction pooler and is not reset: keep state in transactions (`SET LOCAL`,
+//! `pg_advisory_xact_lock`). The check of [`RecycleMode::Verified`] is the same empty
+//! query, answered through the pooler.
+//!
 //! # Errors
 //! Connect and check failures are [`Error`]s keeping tokio-postgres's error as their
 //! source; `pool_core::PoolError`'s `Display` shows the whole chain, so a log line
@@ -68,7 +93,11 @@ mod config;
 mod connection;
 mod error;
 mod manager;
+mod param_types;
 mod redact;
+mod statement;
+mod statement_mode;
+mod url_options;
 
 pub use config::{Config, ConfigBuilder};
 pub use connection::PgConnection;
@@ -77,6 +106,8 @@ pub use manager::{Manager, RecycleMode, RESET_QUERY};
 pub use pool_core;
 #[cfg(feature = "rustls")]
 pub use rustls;
+pub use statement::SqlOrStatement;
+pub use statement_mode::{StatementMode, TRANSACTION_POOLER_RESET_QUERY};
 pub use tokio_postgres;
 
 /// A pool of PostgreSQL connections.

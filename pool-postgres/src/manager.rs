@@ -12,8 +12,13 @@ use tokio_postgres::{Client, NoTls, Socket};
 
 use crate::connection::{PgConnection, CLOSE_GRACE};
 use crate::error::{ConfigError, Error};
+use crate::url_options::{self, PoolOptions};
+use crate::StatementMode;
 
-/// The session reset run before a dirty connection is handed out again.
+/// The session reset run before a dirty connection is handed out again, in
+/// [`StatementMode::Named`] (the default; behind a transaction pooler, in
+/// [`StatementMode::Unnamed`], it is
+/// [`TRANSACTION_POOLER_RESET_QUERY`](crate::TRANSACTION_POOLER_RESET_QUERY)).
 ///
 /// It is one simple query, so one round trip. `ROLLBACK` comes first (it ends an open
 /// or failed transaction; outside one it is only a warning). The rest is what
@@ -36,14 +41,17 @@ pub const RESET_QUERY: &str = "ROLLBACK; \
 /// The pool checks a connection only when a check is due: it sat idle for the pool's
 /// `check_interval`, it came back dirty, or another connection was found broken since
 /// its last check. A connection that came back dirty is always reset (see
-/// [`RESET_QUERY`]), whatever the mode.
+/// [`StatementMode::reset_query`]), whatever the mode.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum RecycleMode {
     /// No round trip: only whether the connection task is still running.
     Fast,
-    /// A round trip (an empty simple query) when a check is due. The default.
+    /// A round trip (an empty simple query) when a check is due. The default. Behind
+    /// a transaction pooler the round trip goes through the pooler to a server
+    /// connection it lends for that one query: it proves the pooler answers and can
+    /// reach the server.
     #[default]
     Verified,
     /// A full session reset before every reuse, for sessions the pool cannot follow
@@ -94,6 +102,7 @@ pub struct Manager {
     config: tokio_postgres::Config,
     connector: Arc<dyn Connector>,
     recycle_mode: RecycleMode,
+    statement_mode: StatementMode,
     target: String,
 }
 
@@ -118,6 +127,7 @@ impl Manager {
             config,
             connector: Arc::new(WithTls(tls)),
             recycle_mode: RecycleMode::default(),
+            statement_mode: StatementMode::default(),
             target,
         }
     }
@@ -133,6 +143,10 @@ impl Manager {
     /// A manager for a `postgres://user:password@host:port/dbname?option=value` URL or
     /// a libpq `key=value` string (`host=db user=app dbname=x`).
     ///
+    /// Besides tokio-postgres's options it reads the pool's `statement_mode`
+    /// (`named` or `unnamed`, see [`StatementMode`]):
+    /// `postgres://app@pgbouncer:6432/x?statement_mode=unnamed`.
+    ///
     /// ```
     /// let manager = pool_postgres::Manager::from_url("postgres://app:secret@db:5432/x")?;
     /// assert_eq!(manager.to_string(), "postgres://app:***@db:5432/x");
@@ -143,11 +157,15 @@ impl Manager {
     /// # Ok::<(), pool_postgres::ConfigError>(())
     /// ```
     pub fn from_url(url: &str) -> Result<Self, ConfigError> {
-        let config = parse_url(url)?;
+        let (config, options) = parse_url(url)?;
         if config.get_hosts().is_empty() {
             return Err(ConfigError::new(url, "no host given"));
         }
-        Ok(Manager::new(config))
+        let manager = Manager::new(config);
+        Ok(match options.statement_mode {
+            Some(mode) => manager.statement_mode(mode),
+            None => manager,
+        })
     }
 
     /// Sets how much a due check does (the default is [`RecycleMode::Verified`]).
@@ -161,15 +179,32 @@ impl Manager {
         self.recycle_mode
     }
 
+    /// Sets how connections send SQL text and what a session reset does (the default
+    /// is [`StatementMode::Named`]; use [`StatementMode::Unnamed`] behind a
+    /// transaction pooler such as PgBouncer in `pool_mode = transaction`).
+    pub fn statement_mode(mut self, mode: StatementMode) -> Self {
+        self.statement_mode = mode;
+        self
+    }
+
+    /// The mode set by [`statement_mode`](Self::statement_mode).
+    pub fn get_statement_mode(&self) -> StatementMode {
+        self.statement_mode
+    }
+
     /// tokio-postgres's config this manager connects with.
     pub fn config(&self) -> &tokio_postgres::Config {
         &self.config
     }
 }
 
-/// tokio-postgres's config for a URL or `key=value` string.
-pub(crate) fn parse_url(url: &str) -> Result<tokio_postgres::Config, ConfigError> {
-    tokio_postgres::Config::from_str(url).map_err(|e| ConfigError::new(url, innermost_message(&e)))
+/// tokio-postgres's config for a URL or `key=value` string, and the pool's own
+/// options in it.
+pub(crate) fn parse_url(url: &str) -> Result<(tokio_postgres::Config, PoolOptions), ConfigError> {
+    let (rest, options) = url_options::split(url)?;
+    let config = tokio_postgres::Config::from_str(&rest)
+        .map_err(|e| ConfigError::new(url, innermost_message(&e)))?;
+    Ok((config, options))
 }
 
 /// The message of the innermost source of `err`: for a connection string, the part
@@ -194,6 +229,7 @@ impl fmt::Debug for Manager {
         f.debug_struct("Manager")
             .field("target", &self.target)
             .field("recycle_mode", &self.recycle_mode)
+            .field("statement_mode", &self.statement_mode)
             .finish_non_exhaustive()
     }
 }
@@ -235,7 +271,12 @@ impl pool_core::Manager for Manager {
                 tracing::debug!(%target, error = %e, "postgres connection ended with an error");
             }
         });
-        Ok(PgConnection::new(client, closed_tx, task.abort_handle()))
+        Ok(PgConnection::new(
+            client,
+            closed_tx,
+            task.abort_handle(),
+            self.statement_mode,
+        ))
     }
 
     async fn recycle(&self, conn: &mut PgConnection, info: &ConnectionInfo) -> Result<(), Error> {
@@ -244,7 +285,7 @@ impl pool_core::Manager for Manager {
         }
         if info.needs_reset() || conn.is_dirty() {
             conn.client()
-                .batch_execute(RESET_QUERY)
+                .batch_execute(self.statement_mode.reset_query())
                 .await
                 .map_err(|source| Error::Recycle {
                     step: "session reset",

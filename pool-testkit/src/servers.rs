@@ -45,6 +45,7 @@
 //! # Ok::<(), pool_testkit::servers::ServerError>(())
 //! ```
 
+pub mod pgbouncer;
 mod probe;
 mod process;
 
@@ -53,6 +54,8 @@ use std::io;
 use std::path::Path;
 
 use process::Throwaway;
+
+pub use pgbouncer::{pgbouncer, PgBouncer, RestartablePgBouncer};
 
 /// The databases this module provides servers for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

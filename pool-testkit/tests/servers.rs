@@ -337,6 +337,92 @@ fn a_missing_binary_names_the_package() {
     }
 }
 
+/// `psql -X -A -t -d URL -c SQL` (unaligned, tuples only): its output.
+fn psql(url: &str, sql: &str) -> String {
+    let out = Command::new("psql")
+        .args(["-X", "-A", "-t", "-d", url, "-c", sql])
+        .output()
+        .expect("psql runs");
+    assert!(
+        out.status.success(),
+        "psql {url} -c {sql:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// A PgBouncer in front of the test server (the shared one or a throwaway one) and in
+/// front of a throwaway one: clients get through it to the upstream database, its admin
+/// console answers and says it pools by transaction, it stops (port closed) and starts
+/// again on the same port, and drop leaves no process and no directory behind.
+#[test]
+fn pgbouncer_in_front_of_postgres_answers_stops_restarts_and_cleans_up() {
+    let shared = servers::postgres().unwrap_or_else(|e| panic!("{e}"));
+    let throwaway = servers::postgres_throwaway().unwrap_or_else(|e| panic!("{e}"));
+    for upstream in [&shared, &throwaway] {
+        let began = Instant::now();
+        let mut bouncer = servers::pgbouncer(upstream).unwrap_or_else(|e| panic!("{e}"));
+        let started = began.elapsed();
+        let port = bouncer.port();
+        assert_ne!(Some(port), upstream.port());
+        assert!(
+            bouncer.url().contains(&format!("@127.0.0.1:{port}/")),
+            "{bouncer:?}"
+        );
+        let database = bouncer.database().to_owned();
+        assert_eq!(psql(bouncer.url(), "select current_database()"), database);
+
+        let console = bouncer.admin_url().to_owned();
+        assert!(
+            console.contains(servers::pgbouncer::ADMIN_USER),
+            "{console}"
+        );
+        let version = psql(&console, "SHOW VERSION");
+        assert!(version.starts_with("PgBouncer 1."), "{version}");
+        let config = psql(&console, "SHOW CONFIG");
+        assert!(
+            config
+                .lines()
+                .any(|line| line.starts_with("pool_mode|transaction|")),
+            "{config}"
+        );
+        // The client psql just closed is gone; the console's own connection is there.
+        let clients = psql(&console, "SHOW CLIENTS");
+        assert!(
+            clients
+                .lines()
+                .all(|line| !line.contains(&format!("|{database}|"))),
+            "{clients}"
+        );
+
+        bouncer.stop().unwrap_or_else(|e| panic!("{e}"));
+        assert!(!bouncer.is_running());
+        assert!(!port_open(port), "port {port} still open after stop");
+        bouncer.start().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(bouncer.port(), port);
+        assert_eq!(psql(bouncer.url(), "select 1"), "1");
+
+        let watchdog = parent(bouncer.pid().unwrap());
+        assert_eq!(parent(watchdog), std::process::id());
+        let pids = process_tree(watchdog);
+        let dir = bouncer.dir().to_owned();
+        drop(bouncer);
+        let left: Vec<u32> = pids.iter().copied().filter(|&pid| alive(pid)).collect();
+        assert!(
+            left.is_empty(),
+            "PgBouncer processes left after drop: {left:?}"
+        );
+        assert!(!dir.exists(), "{} left after drop", dir.display());
+        assert!(!port_open(port));
+        eprintln!(
+            "PgBouncer in front of {:?} ({:?}): started in {started:.2?}, whole life {:.2?}",
+            upstream.url(),
+            upstream.source(),
+            began.elapsed()
+        );
+    }
+}
+
 /// A `Server` can live in a `static` or move into `spawn_blocking`.
 #[test]
 fn server_is_send_and_sync() {

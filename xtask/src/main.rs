@@ -51,6 +51,11 @@ const BACKENDS: &[Backend] = &[
         test: "conformance",
     },
     Backend {
+        name: "postgres-pgbouncer",
+        package: "pool-postgres",
+        test: "conformance_pgbouncer",
+    },
+    Backend {
         name: "redis",
         package: "pool-redis",
         test: "conformance",

@@ -132,7 +132,7 @@ impl PgError {
     }
 }
 
-fn postgres_login(port: u16, user: &str, database: &str) -> Answer {
+pub(super) fn postgres_login(port: u16, user: &str, database: &str) -> Answer {
     match postgres_connect(port, user, database) {
         Ok(mut stream) => {
             postgres_terminate(&mut stream);

@@ -31,7 +31,7 @@ const PORT_ATTEMPTS: usize = 3;
 /// when the test process ends in any way, for the kernel closes the pipe then too. The
 /// shell prints the server's pid first; the server's output goes to the shell's
 /// standard error, the log file.
-const WATCHDOG: &str = r#"signal=$1
+pub(super) const WATCHDOG: &str = r#"signal=$1
 shift
 exec 3<&0 </dev/null
 "$@" >&2 3<&- &
@@ -70,9 +70,9 @@ const SNAKEOIL_CERT: &str = "/etc/ssl/certs/ssl-cert-snakeoil.pem";
 const SNAKEOIL_KEY: &str = "/etc/ssl/private/ssl-cert-snakeoil.key";
 
 /// The system user a server runs as when the tests run as root.
-struct ServiceUser {
-    uid: u32,
-    gid: u32,
+pub(super) struct ServiceUser {
+    pub(super) uid: u32,
+    pub(super) gid: u32,
 }
 
 struct Running {
@@ -551,7 +551,7 @@ fn postgres_version_dirs() -> Vec<PathBuf> {
     versions.into_iter().map(|(_, dir)| dir).collect()
 }
 
-fn is_executable(path: &Path) -> bool {
+pub(super) fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
@@ -559,7 +559,7 @@ fn is_executable(path: &Path) -> bool {
 impl ServiceUser {
     /// PostgreSQL and MariaDB refuse to run as root: when we are root they run as their
     /// packages' system users. Redis runs as whoever starts it.
-    fn for_database(database: Database) -> Result<Option<ServiceUser>, ServerError> {
+    pub(super) fn for_database(database: Database) -> Result<Option<ServiceUser>, ServerError> {
         let name = match database {
             Database::Postgres => "postgres",
             Database::Mysql => "mysql",
@@ -598,12 +598,16 @@ fn is_root() -> bool {
 
 /// A new directory `pool-testkit-<db>-<pid>-<n>-<time>` in the temporary directory.
 fn make_dir(database: Database) -> Result<PathBuf, ServerError> {
-    static COUNTER: AtomicU32 = AtomicU32::new(0);
-    let tag = match database {
+    make_tagged_dir(match database {
         Database::Postgres => "postgres",
         Database::Mysql => "mysql",
         Database::Redis => "redis",
-    };
+    })
+}
+
+/// A new directory `pool-testkit-<tag>-<pid>-<n>-<time>` in the temporary directory.
+pub(super) fn make_tagged_dir(tag: &str) -> Result<PathBuf, ServerError> {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
     let base = std::env::temp_dir();
     loop {
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
@@ -624,7 +628,7 @@ fn make_dir(database: Database) -> Result<PathBuf, ServerError> {
 
 /// A free TCP port on 127.0.0.1: one the kernel gives to a listener on port 0, and
 /// not given out before by this process.
-fn free_port() -> Result<u16, ServerError> {
+pub(super) fn free_port() -> Result<u16, ServerError> {
     static GIVEN: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
     for _ in 0..50 {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
@@ -678,7 +682,7 @@ fn run(command: &mut Command, log: &Path, what: &str) -> Result<(), ServerError>
     })
 }
 
-fn wait_timeout(child: &mut Child, timeout: Duration) -> io::Result<Option<ExitStatus>> {
+pub(super) fn wait_timeout(child: &mut Child, timeout: Duration) -> io::Result<Option<ExitStatus>> {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(status) = child.try_wait()? {
@@ -692,7 +696,7 @@ fn wait_timeout(child: &mut Child, timeout: Duration) -> io::Result<Option<ExitS
 }
 
 /// Sends `signal` to `pid` with the shell's `kill`.
-fn signal(pid: u32, signal: &str) {
+pub(super) fn signal(pid: u32, signal: &str) {
     let _ = Command::new("/bin/sh")
         .args(["-c", "kill -s \"$0\" \"$1\" 2>/dev/null", signal])
         .arg(pid.to_string())
@@ -700,7 +704,7 @@ fn signal(pid: u32, signal: &str) {
 }
 
 /// The last lines (up to 30, and 4 KiB) the log got from byte `from` on.
-fn log_tail(path: &Path, from: u64) -> String {
+pub(super) fn log_tail(path: &Path, from: u64) -> String {
     const MAX_BYTES: u64 = 4096;
     let Ok(mut file) = File::open(path) else {
         return String::new();
@@ -716,6 +720,6 @@ fn log_tail(path: &Path, from: u64) -> String {
     lines[lines.len().saturating_sub(30)..].join("\n")
 }
 
-fn io_error(context: String, source: io::Error) -> ServerError {
+pub(super) fn io_error(context: String, source: io::Error) -> ServerError {
     ServerError::Io { context, source }
 }
