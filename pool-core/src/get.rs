@@ -285,15 +285,22 @@ impl<M: Manager> Drop for WaitTurn<'_, M> {
         let Some(key) = self.key.take() else { return };
         let now = clock::now();
         let mut wake = crate::state::WakeList::default();
+        let mut closing = None;
         {
             let mut st = self.shared.lock();
             match st.waiters.cancel(key) {
+                // Handed over before `close`, which could not reach it: parked idle it
+                // would outlive the close, so it is closed instead.
+                Some(Grant::Conn(idle, _)) if st.closed => closing = Some(idle.conn),
                 Some(Grant::Conn(idle, _)) => st.put_back(idle, &mut wake),
                 Some(Grant::Slot) => st.unreserve(now, &mut wake),
                 Some(Grant::Closed | Grant::Unavailable { .. } | Grant::Retry { .. }) | None => {}
             }
         }
         wake.wake();
+        if let Some(conn) = closing {
+            self.shared.close_conn(conn, CloseReason::PoolClosed);
+        }
     }
 }
 

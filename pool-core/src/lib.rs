@@ -120,6 +120,7 @@ mod metrics;
 mod pool;
 mod pooled;
 mod state;
+mod sync;
 mod upkeep;
 mod waiters;
 

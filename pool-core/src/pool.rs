@@ -3,8 +3,7 @@
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe, Location};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -16,6 +15,7 @@ use crate::hooks::{self, Hooks};
 use crate::leak::LeakRegistry;
 use crate::metrics::{CloseReason, Metrics};
 use crate::state::{Conn, Grant, Idle, State, WakeList};
+use crate::sync::{AtomicU64, Mutex, MutexGuard, Ordering};
 use crate::{
     clock, BuildError, CheckReason, CloseError, ConnectionInfo, Manager, PoolConfig, PoolError,
     Pooled, ReturnState, Runtime, Status, TimeoutContext, TimeoutKind,
@@ -228,6 +228,15 @@ impl<M: Manager> Pool<M> {
             Some(rt) => deadpool_runtime::timeout(rt, deadline, all_closed)
                 .await
                 .is_some(),
+            // The model checker (src/sync.rs) has no timer, but it sees every order of
+            // events: waiting without a deadline turns a lost wake-up into a deadlock
+            // it reports.
+            #[cfg(pool_model)]
+            None => {
+                all_closed.await;
+                true
+            }
+            #[cfg(not(pool_model))]
             None => self.shared.lock().size == 0,
         };
         if done {

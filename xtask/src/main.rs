@@ -1,9 +1,10 @@
 //! Project automation, run as `cargo xtask <command>` (an alias in `.cargo/config.toml`).
 //!
-//! - `test` / `ci`: everything CI runs (fmt, clippy, tests, conformance), stopping at the
-//!   first failure.
+//! - `test` / `ci`: everything CI runs (fmt, clippy, tests, the model check of
+//!   pool-core, conformance), stopping at the first failure.
 //! - `conformance [--backend NAME]... [FILTER]`: runs each backend's conformance test
 //!   target and prints a backend x case matrix.
+//! - `model`: the model check of pool-core's bookkeeping alone.
 //! - `bench`: the checkout benchmarks.
 //! - `services`: which database servers the tests can reach.
 
@@ -19,11 +20,13 @@ const USAGE: &str = "\
 usage: cargo xtask <command>
 
 commands:
-  test                                  fmt check, clippy, all tests, conformance (what CI runs)
+  test                                  fmt check, clippy, all tests, model check,
+                                        conformance (what CI runs)
   ci                                    same as test
   conformance [--backend NAME]... [FILTER]
                                         run the conformance suites and print the matrix;
                                         FILTER selects cases whose name contains it
+  model                                 model-check pool-core's bookkeeping (loom)
   bench                                 run the checkout benchmarks
   services                              show which database servers the tests can reach
 ";
@@ -87,6 +90,7 @@ fn main() -> ExitCode {
     let result = match command.as_str() {
         "test" | "ci" => test(),
         "conformance" => conformance(rest),
+        "model" => model_check(),
         "bench" => bench(rest),
         "services" => {
             services();
@@ -163,6 +167,7 @@ fn test() -> Result<(), String> {
         "warnings",
     ])?;
     run_cargo(&["test", "--workspace", "--all-features"])?;
+    model_check()?;
     conformance(&[])?;
     println!("xtask test: all steps passed");
     Ok(())
@@ -171,6 +176,12 @@ fn test() -> Result<(), String> {
 /// Fails if a locked dependency declares a `rust-version` above the workspace's, so
 /// the promised minimum Rust (1.88, which redis 1.8 needs) is not raised by an update.
 fn check_rust_versions() -> Result<(), String> {
+    check_rust_versions_with(&[])
+}
+
+/// [`check_rust_versions`] for a build with these environment variables (`RUSTFLAGS`
+/// with a `--cfg` selects dependencies of their own).
+fn check_rust_versions_with(env: &[(&str, &str)]) -> Result<(), String> {
     let host = host_triple()?;
     let output = cargo_command(&[
         "metadata",
@@ -181,6 +192,7 @@ fn check_rust_versions() -> Result<(), String> {
         "--filter-platform",
         &host,
     ])
+    .envs(env.iter().copied())
     .stderr(std::process::Stdio::inherit())
     .output()
     .map_err(|e| format!("could not run cargo metadata: {e}"))?;
@@ -247,6 +259,55 @@ fn rust_versions_above(packages: &[serde_json::Value], limit: &str) -> Vec<Strin
             })
         })
         .collect()
+}
+
+/// The model check of pool-core's bookkeeping (pool-core/tests/model.rs): loom runs
+/// every interleaving of a few tasks, up to a preemption bound, and prints how many.
+///
+/// `--cfg pool_model` swaps the core's mutex and atomics for loom's, so it is a `cfg`
+/// (a feature would reach the `--all-features` build) in a target directory of its own
+/// (the flag changes every crate's build), and builds only pool-core's `model` test.
+/// Release for speed, with overflow checks and debug assertions kept: a count that
+/// goes below zero must fail, not wrap.
+fn model_check() -> Result<(), String> {
+    let rustflags = match std::env::var("RUSTFLAGS") {
+        Ok(flags) if !flags.trim().is_empty() => format!("{flags} --cfg pool_model"),
+        _ => "--cfg pool_model".to_owned(),
+    };
+    check_rust_versions_with(&[("RUSTFLAGS", &rustflags)])?;
+    let target = target_dir().join("model");
+    let args = [
+        "test",
+        "-p",
+        "pool-core",
+        "--release",
+        "--locked",
+        "--test",
+        "model",
+        "--",
+        "--nocapture",
+        "--test-threads",
+        "1",
+    ];
+    println!(
+        "(RUSTFLAGS=\"{rustflags}\", CARGO_TARGET_DIR={})",
+        target.display()
+    );
+    let status = cargo_command(&args)
+        .env("RUSTFLAGS", &rustflags)
+        .env("CARGO_TARGET_DIR", &target)
+        .env("CARGO_PROFILE_RELEASE_OVERFLOW_CHECKS", "true")
+        .env("CARGO_PROFILE_RELEASE_DEBUG_ASSERTIONS", "true")
+        .status()
+        .map_err(|e| format!("could not run cargo: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "model check failed ({status}): cargo {}",
+            args.join(" ")
+        ))
+    }
 }
 
 fn bench(rest: &[String]) -> Result<(), String> {
