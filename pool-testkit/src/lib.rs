@@ -7,6 +7,8 @@
 //! - [`conformance`]: one generic body of cases every backend runs through its
 //!   [`conformance::Backend`] implementation; `cargo xtask conformance` gathers the
 //!   results of every backend into a matrix.
+//! - [`proxy`]: a TCP fault proxy to put between a pool and its server: latency,
+//!   blackhole, reset, refusal, cut after N bytes, and heal, while the test runs.
 //! - [`servers`]: the PostgreSQL, MariaDB and Redis servers the tests use: the URL from
 //!   the environment, else a server on the default local port, else a throwaway one
 //!   started from the installed binaries.
@@ -15,4 +17,5 @@
 
 pub mod conformance;
 pub mod mock;
+pub mod proxy;
 pub mod servers;
