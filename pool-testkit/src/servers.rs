@@ -47,12 +47,14 @@
 
 mod probe;
 mod process;
+mod redis_cluster;
 
 use std::fmt;
 use std::io;
 use std::path::Path;
 
 use process::Throwaway;
+pub use redis_cluster::{redis_cluster, RedisCluster};
 
 /// The databases this module provides servers for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
