@@ -105,10 +105,13 @@
 
 mod config;
 mod connection;
+mod env;
 mod error;
 mod manager;
 mod redact;
+mod reset;
 mod session;
+mod usage;
 
 pub use config::{Config, ConfigBuilder, Protocol};
 pub use connection::RedisConnection;
