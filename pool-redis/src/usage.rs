@@ -21,6 +21,9 @@ pub(crate) struct Usage {
     marked_dirty: bool,
     /// A call failed in a way that ends the connection (an I/O error, say).
     broken: bool,
+    /// A cluster connection: its commands go to different nodes, so an `EXEC`,
+    /// `DISCARD` or `UNWATCH` may not reach the node holding the `MULTI` or `WATCH`.
+    cluster: bool,
 }
 
 /// A call [`Usage::start`] saw begin; [`Usage::finish`] takes it back. A call never
@@ -41,6 +44,16 @@ impl Usage {
             blocking_abandoned: false,
             marked_dirty: false,
             broken: false,
+            cluster: false,
+        }
+    }
+
+    /// A fresh cluster connection configured for database `db`: a `MULTI` or `WATCH`
+    /// it sees keeps it dirty until it is reset, whatever follows.
+    pub(crate) fn for_cluster(db: i64, resp3: bool) -> Self {
+        Usage {
+            cluster: true,
+            ..Usage::new(db, resp3)
         }
     }
 
@@ -52,7 +65,12 @@ impl Usage {
     ) -> Call {
         let mut blocking = false;
         for cmd in commands {
+            let (multi, watching) = (self.session.multi, self.session.watching);
             self.session.note(cmd, atomic, self.resp3);
+            if self.cluster {
+                self.session.multi |= multi;
+                self.session.watching |= watching;
+            }
             blocking |= is_blocking(cmd);
         }
         self.in_flight += 1;
@@ -126,5 +144,52 @@ impl Usage {
     /// Notes a subscription made through a method of the wrapper's own.
     pub(crate) fn note_subscribed(&mut self) {
         self.session.subscribed = true;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(usage: &mut Usage, commands: &[&str]) {
+        for name in commands {
+            let call = usage.start([&redis::cmd(name)], false);
+            usage.finish(call, Ok(())).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_transaction_closed_command_by_command_is_clean_only_on_one_server() {
+        let mut single = Usage::new(0, false);
+        run(&mut single, &["MULTI", "EXEC"]);
+        assert!(!single.is_dirty());
+        // On a cluster, EXEC may have gone to another node than MULTI.
+        let mut cluster = Usage::for_cluster(0, false);
+        run(&mut cluster, &["MULTI", "EXEC"]);
+        assert!(cluster.is_dirty());
+        cluster.mark_clean();
+        assert!(!cluster.is_dirty());
+        let mut cluster = Usage::for_cluster(0, false);
+        let mut watch = redis::cmd("WATCH");
+        watch.arg("k");
+        let call = cluster.start([&watch], false);
+        cluster.finish(call, Ok(())).unwrap();
+        run(&mut cluster, &["UNWATCH", "DISCARD"]);
+        assert!(cluster.is_dirty());
+    }
+
+    #[test]
+    fn a_cancelled_call_leaves_the_connection_dirty_and_a_cancelled_blocking_one_unusable() {
+        let mut usage = Usage::new(0, false);
+        let _cancelled = usage.start([&redis::cmd("GET")], false);
+        assert!(usage.is_dirty());
+        assert!(usage.unusable_reason().is_none());
+        let mut blpop = redis::cmd("BLPOP");
+        blpop.arg("k").arg(0);
+        let _cancelled = usage.start([&blpop], false);
+        assert_eq!(
+            usage.unusable_reason(),
+            Some("a blocking command was cancelled")
+        );
     }
 }
