@@ -56,6 +56,11 @@ const BACKENDS: &[Backend] = &[
         test: "conformance",
     },
     Backend {
+        name: "redis-cluster",
+        package: "pool-redis",
+        test: "conformance_cluster",
+    },
+    Backend {
         name: "mysql",
         package: "pool-mysql",
         test: "conformance",
