@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::future::join_all;
 use pool_core::{ConnectionInfo, ReturnState};
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
@@ -13,7 +14,6 @@ use redis::cluster_routing::{
     MultipleNodeRoutingInfo, ResponsePolicy, RoutingInfo, SingleNodeRoutingInfo,
 };
 use redis::{ConnectionAddr, RedisError, Value};
-use tokio::task::JoinSet;
 
 use super::connection::RedisClusterConnection;
 use crate::error::{is_auth_failure, ConfigError, Error};
@@ -264,24 +264,20 @@ impl ClusterManager {
     /// own (a plain connection with the same credentials, closed at once), whose
     /// errors name their cause, unlike the redis crate's summary of them.
     async fn diagnose(&self, cluster_error: RedisError) -> Error {
-        let mut tries = JoinSet::new();
-        for (i, seed) in self.seeds.iter().enumerate() {
+        let tries = self.seeds.iter().map(|seed| {
             let single = crate::Manager::new(seed.clone())
                 .connect_timeout(self.connect_timeout.unwrap_or(Duration::from_secs(1)));
-            tries.spawn(async move { (i, pool_core::Manager::connect(&single).await.err()) });
-        }
-        let mut failures: Vec<(usize, Error)> = Vec::new();
+            async move { pool_core::Manager::connect(&single).await.err() }
+        });
+        // In the seeds' order.
+        let mut failures: Vec<Error> = Vec::new();
         let mut answered = false;
-        while let Some(joined) = tries.join_next().await {
-            match joined {
-                Ok((i, Some(error))) => failures.push((i, error)),
-                Ok((_, None)) => answered = true,
-                // A seed's try that panicked says nothing about the seed.
-                Err(_) => {}
+        for outcome in join_all(tries).await {
+            match outcome {
+                Some(error) => failures.push(error),
+                None => answered = true,
             }
         }
-        failures.sort_by_key(|(i, _)| *i);
-        let mut failures: Vec<Error> = failures.into_iter().map(|(_, e)| e).collect();
         if answered || failures.is_empty() {
             // The seeds answer: the cluster itself failed (no slots, cluster mode off,
             // a node of the layout unreachable...).
@@ -356,32 +352,22 @@ impl ClusterManager {
         loop {
             let with_reset = !self.no_reset.load(Ordering::Relaxed);
             let (pipe, steps) = setup.reset_pipeline(conn.session(), with_reset)?;
-            let mut resets = JoinSet::new();
             let cluster: &ClusterConnection = conn;
-            for node in conn.node_client_ids().keys() {
+            let resets = conn.node_client_ids().keys().map(|node| {
                 let (mut inner, pipe, count) = (cluster.clone(), pipe.clone(), steps.len());
                 let route = by_address(node);
-                resets.spawn(async move { inner.route_pipeline(pipe, 0, count, route).await });
-            }
+                async move { inner.route_pipeline(pipe, 0, count, route).await }
+            });
             let mut no_reset = false;
-            while let Some(joined) = resets.join_next().await {
-                let replies = match joined {
-                    Ok(Ok(replies)) => replies,
-                    Ok(Err(source)) => {
+            for outcome in join_all(resets).await {
+                let replies = match outcome {
+                    Ok(replies) => replies,
+                    Err(source) => {
                         conn.note_error(&source);
                         return Err(Error::Recycle {
                             step: "session reset",
                             source,
                         });
-                    }
-                    Err(join) => {
-                        return Err(Error::Closed {
-                            reason: if join.is_panic() {
-                                "a node's session reset panicked"
-                            } else {
-                                "a node's session reset was cancelled"
-                            },
-                        })
                     }
                 };
                 match read_reset_replies(&steps, replies) {
