@@ -245,6 +245,7 @@ async fn dirty_sessions_are_reset_on_every_node_and_authentication_survives_rese
         .await
         .unwrap_err();
     let shown = err.to_string();
+    eprintln!("wrong password: {shown}");
     assert!(
         matches!(&err, PoolError::Backend(e) if e.is_auth()),
         "{err:?}"
@@ -524,6 +525,7 @@ async fn connect_errors_name_their_cause() {
     let started = Instant::now();
     let err = pool(manager, 1).get().await.unwrap_err();
     let shown = err.to_string();
+    eprintln!("no seed reachable: {shown}");
     assert!(started.elapsed() < Duration::from_secs(5), "{shown}");
     assert!(shown.contains("no seed node reachable"), "{shown}");
     assert!(
@@ -548,6 +550,7 @@ async fn connect_errors_name_their_cause() {
         .await
         .unwrap_err();
     let shown = err.to_string();
+    eprintln!("not a cluster: {shown}");
     assert!(shown.contains("cluster setup failed"), "{shown}");
     assert!(shown.contains("cluster support disabled"), "{shown}");
 }
