@@ -56,8 +56,14 @@ pub(crate) const NOT_APPLICABLE: &[(&str, &str)] = &[(
 /// connects to the seed it was given only to read the cluster's layout, then to every
 /// node at the address the node announces in `CLUSTER SLOTS`, around any proxy in
 /// front of a seed. So this backend keeps the trait's default `server_address` (an
-/// error) and lists those cases here, by name.
-pub(crate) const FAULT_PROXY_CASES: &[&str] = &[];
+/// error) and lists those cases here, by name (the suite's network fault cases).
+pub(crate) const FAULT_PROXY_CASES: &[&str] = &[
+    "blackhole_during_connect_fails_with_the_connect_timeout",
+    "blackhole_while_idle_times_out_due_checks_and_replaces_them",
+    "reset_of_every_connection_under_load_fails_only_their_users",
+    "latency_of_50ms_completes_every_operation_without_a_timeout",
+    "refused_connects_back_off_and_recover_by_themselves",
+];
 
 const FAULT_PROXY_REASON: &str = "a fault proxy cannot stand between a cluster client and \
      the cluster: the client reads the nodes' own addresses from CLUSTER SLOTS and \
