@@ -7,6 +7,7 @@ use pool_core::{BuildError, PoolConfig};
 use redis::{ConnectionAddr, IntoConnectionInfo, ProtocolVersion};
 use serde::Deserialize;
 
+use crate::env::EnvVars;
 use crate::{ConfigError, Manager, Pool};
 
 /// The protocol a connection speaks.
@@ -108,100 +109,27 @@ impl Config {
     /// An unset variable leaves the default. A value that cannot be read is an error
     /// naming the variable (never showing a password).
     pub fn from_env(prefix: &str) -> Result<Self, ConfigError> {
-        let vars: Vec<(String, String)> = std::env::vars_os()
-            .filter_map(|(key, value)| Some((key.into_string().ok()?, value.into_string().ok()?)))
-            .filter(|(key, _)| key.starts_with(prefix))
-            .collect();
-        Config::from_vars(prefix, &vars)
+        Config::from_vars(prefix, &EnvVars::read_process(prefix))
     }
 
     /// [`from_env`](Self::from_env) on a given list of variables.
     fn from_vars(prefix: &str, vars: &[(String, String)]) -> Result<Self, ConfigError> {
-        let get = |name: &str| {
-            let key = format!("{prefix}{name}");
-            vars.iter()
-                .rev()
-                .find(|(k, _)| *k == key)
-                .map(|(_, v)| v.clone())
-        };
-        let bad = |name: &str, field: &'static str, problem: String| {
-            ConfigError::setting(&format!("{prefix}{name}"), field, problem)
-        };
-        let mut config = Config {
-            url: get("URL"),
-            host: get("HOST"),
-            socket: get("SOCKET"),
-            username: get("USERNAME").or_else(|| get("USER")),
-            password: get("PASSWORD"),
-            client_name: get("CLIENT_NAME"),
-            ..Config::default()
-        };
-        if let Some(port) = get("PORT") {
-            config.port = Some(
-                port.trim()
-                    .parse()
-                    .map_err(|_| bad("PORT", "port", format!("`{port}` is not a port number")))?,
-            );
-        }
-        if let Some(db) = get("DB") {
-            config.db = Some(
-                db.trim()
-                    .parse()
-                    .map_err(|_| bad("DB", "db", format!("`{db}` is not a database number")))?,
-            );
-        }
-        if let Some(tls) = get("TLS") {
-            config.tls = match tls.trim().to_ascii_lowercase().as_str() {
-                "true" | "1" | "yes" | "on" => true,
-                "false" | "0" | "no" | "off" | "" => false,
-                _ => return Err(bad("TLS", "tls", format!("`{tls}` is not true or false"))),
-            };
-        }
-        if let Some(protocol) = get("PROTOCOL") {
-            config.protocol = Some(match protocol.trim().to_ascii_lowercase().as_str() {
-                "resp2" | "2" => Protocol::Resp2,
-                "resp3" | "3" => Protocol::Resp3,
-                _ => {
-                    return Err(bad(
-                        "PROTOCOL",
-                        "protocol",
-                        format!("`{protocol}` is not a protocol (resp2, resp3)"),
-                    ))
-                }
-            });
-        }
-        for (name, field) in [
-            ("CONNECT_TIMEOUT", "connect_timeout"),
-            ("RESPONSE_TIMEOUT", "response_timeout"),
-        ] {
-            if let Some(value) = get(name) {
-                let parsed = parse_timeout(&value).ok_or_else(|| {
-                    bad(
-                        name,
-                        field,
-                        format!("`{value}` is neither whole seconds nor a duration like `5s`"),
-                    )
-                })?;
-                if field == "connect_timeout" {
-                    config.connect_timeout = Some(parsed);
-                } else {
-                    config.response_timeout = Some(parsed);
-                }
-            }
-        }
-
-        let pool_prefix = format!("{prefix}POOL_");
-        let mut fields = serde_json::Map::new();
-        for (key, value) in vars {
-            if let Some(field) = key.strip_prefix(&pool_prefix) {
-                fields.insert(field.to_ascii_lowercase(), env_value(value));
-            }
-        }
-        if !fields.is_empty() {
-            config.pool = serde_json::from_value(serde_json::Value::Object(fields))
-                .map_err(|e| bad("POOL_*", "pool", e.to_string()))?;
-        }
-        Ok(config)
+        let env = EnvVars::new(prefix, vars);
+        Ok(Config {
+            url: env.get("URL"),
+            host: env.get("HOST"),
+            port: env.parsed("PORT", "port", "a port number")?,
+            socket: env.get("SOCKET"),
+            tls: env.flag("TLS", "tls")?.unwrap_or(false),
+            username: env.get("USERNAME").or_else(|| env.get("USER")),
+            password: env.get("PASSWORD"),
+            db: env.parsed("DB", "db", "a database number")?,
+            protocol: env.protocol("PROTOCOL")?,
+            client_name: env.get("CLIENT_NAME"),
+            connect_timeout: env.duration("CONNECT_TIMEOUT", "connect_timeout")?,
+            response_timeout: env.duration("RESPONSE_TIMEOUT", "response_timeout")?,
+            pool: env.pool()?.unwrap_or_default(),
+        })
     }
 
     /// The redis crate's connection settings: the URL's, with the separate fields over
@@ -434,32 +362,6 @@ impl ConfigBuilder {
     /// [`Config::create_pool`] on the config.
     pub fn create_pool(self) -> Result<Pool, BuildError> {
         self.config.create_pool()
-    }
-}
-
-/// Whole seconds or a human duration.
-fn parse_timeout(value: &str) -> Option<Duration> {
-    let value = value.trim();
-    if let Ok(seconds) = value.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
-    }
-    #[derive(Deserialize)]
-    struct Human(#[serde(with = "humantime_serde")] Duration);
-    serde_json::from_value::<Human>(serde_json::Value::String(value.to_owned()))
-        .ok()
-        .map(|Human(d)| d)
-}
-
-/// An environment value as the JSON value a [`PoolConfig`] field takes: a number, a
-/// `null`, or else a string (a duration such as `2s`, a name, an enum value).
-fn env_value(value: &str) -> serde_json::Value {
-    let trimmed = value.trim();
-    if trimmed.eq_ignore_ascii_case("null") || trimmed.is_empty() {
-        serde_json::Value::Null
-    } else if let Ok(n) = trimmed.parse::<u64>() {
-        serde_json::Value::from(n)
-    } else {
-        serde_json::Value::String(trimmed.to_owned())
     }
 }
 

@@ -7,7 +7,8 @@ use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::{Cmd, Pipeline, RedisError, RedisFuture, RedisResult, ToRedisArgs, Value};
 use tokio::task::AbortHandle;
 
-use crate::session::{is_blocking, Session};
+use crate::session::Session;
+use crate::usage::Usage;
 
 /// A Redis connection held by the pool: one server connection (one `CLIENT ID`) of its
 /// own, never shared with another checkout.
@@ -49,16 +50,7 @@ pub struct RedisConnection {
     /// sockets); over TLS the redis crate drives it.
     task: Option<AbortHandle>,
     client_id: u64,
-    /// The database the manager is configured for.
-    db: i64,
-    resp3: bool,
-    session: Session,
-    /// Calls started and not finished: non-zero on return means one was cancelled.
-    in_flight: usize,
-    /// A blocking command was cancelled.
-    blocking_abandoned: bool,
-    marked_dirty: bool,
-    broken: bool,
+    usage: Usage,
 }
 
 impl RedisConnection {
@@ -73,13 +65,7 @@ impl RedisConnection {
             inner,
             task,
             client_id,
-            db,
-            resp3,
-            session: Session::new(db),
-            in_flight: 0,
-            blocking_abandoned: false,
-            marked_dirty: false,
-            broken: false,
+            usage: Usage::new(db, resp3),
         }
     }
 
@@ -96,83 +82,72 @@ impl RedisConnection {
     /// Tells the pool the session may hold state: it is reset before it is handed out
     /// again.
     pub fn mark_dirty(&mut self) {
-        self.marked_dirty = true;
+        self.usage.mark_dirty();
     }
 
     /// Whether the connection will be reset before it is handed out again.
     pub fn is_dirty(&self) -> bool {
-        self.marked_dirty || self.in_flight > 0 || self.session.is_dirty(self.db)
+        self.usage.is_dirty()
     }
 
     /// Whether the connection is closed or cannot be reused: its socket closed, a
     /// command failed with an I/O error, or it was left in a state no reset undoes
     /// (see the type's docs).
     pub fn is_closed(&self) -> bool {
-        self.broken
-            || self.blocking_abandoned
-            || self.session.unusable.is_some()
-            || self.task.as_ref().is_some_and(AbortHandle::is_finished)
+        self.closed_reason().is_some()
     }
 
     /// Why the connection cannot be reused, if it cannot (for messages).
     pub(crate) fn closed_reason(&self) -> Option<&'static str> {
         if self.task.as_ref().is_some_and(AbortHandle::is_finished) {
             Some("its socket closed")
-        } else if self.broken {
-            Some("a command failed with an I/O error")
-        } else if self.blocking_abandoned {
-            Some("a blocking command was cancelled")
         } else {
-            self.session.unusable
+            self.usage.unusable_reason()
         }
     }
 
     /// The session was reset: nothing left behind any more.
     pub(crate) fn mark_clean(&mut self) {
-        self.session = Session::new(self.db);
-        self.in_flight = 0;
-        self.marked_dirty = false;
+        self.usage.mark_clean();
     }
 
     /// Notes a failed call: an I/O error means the connection is gone.
     pub(crate) fn note_error(&mut self, err: &RedisError) {
-        if err.is_io_error() || err.is_connection_dropped() || err.is_unrecoverable_error() {
-            self.broken = true;
-        }
+        self.usage.note_error(err);
     }
 
     /// The session as far as it is known (for tests and messages).
     pub(crate) fn session(&self) -> &Session {
-        &self.session
+        self.usage.session()
     }
 
     /// Subscribes to channels (RESP3 only; see [`MultiplexedConnection::subscribe`]),
     /// noting the subscription so the session is reset before reuse.
     pub async fn subscribe(&mut self, channels: impl ToRedisArgs) -> RedisResult<()> {
-        self.session.subscribed = true;
+        self.usage.note_subscribed();
         let result = self.inner.subscribe(channels).await;
-        self.checked(result)
+        self.usage.checked(result)
     }
 
     /// Subscribes to patterns (RESP3 only), noting it as [`subscribe`](Self::subscribe)
     /// does.
     pub async fn psubscribe(&mut self, patterns: impl ToRedisArgs) -> RedisResult<()> {
-        self.session.subscribed = true;
+        self.usage.note_subscribed();
         let result = self.inner.psubscribe(patterns).await;
-        self.checked(result)
+        self.usage.checked(result)
     }
 
     /// Unsubscribes from channels (RESP3 only). The connection is still reset before
     /// reuse: what else it is subscribed to is not followed.
     pub async fn unsubscribe(&mut self, channels: impl ToRedisArgs) -> RedisResult<()> {
         let result = self.inner.unsubscribe(channels).await;
-        self.checked(result)
+        self.usage.checked(result)
     }
 
     /// Unsubscribes from patterns (RESP3 only), as [`unsubscribe`](Self::unsubscribe).
     pub async fn punsubscribe(&mut self, patterns: impl ToRedisArgs) -> RedisResult<()> {
         let result = self.inner.punsubscribe(patterns).await;
-        self.checked(result)
+        self.usage.checked(result)
     }
 
     /// [`MultiplexedConnection::send_packed_command`], watched as every command sent
@@ -180,30 +155,14 @@ impl RedisConnection {
     pub async fn send_packed_command(&mut self, cmd: &Cmd) -> RedisResult<Value> {
         self.req_packed_command(cmd).await
     }
-
-    fn checked<T>(&mut self, result: RedisResult<T>) -> RedisResult<T> {
-        if let Err(e) = &result {
-            self.note_error(e);
-        }
-        result
-    }
 }
 
 impl ConnectionLike for RedisConnection {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         Box::pin(async move {
-            self.session.note(cmd, false, self.resp3);
-            let blocking = is_blocking(cmd);
-            self.in_flight += 1;
-            if blocking {
-                self.blocking_abandoned = true;
-            }
+            let call = self.usage.start([cmd], false);
             let result = self.inner.req_packed_command(cmd).await;
-            self.in_flight -= 1;
-            if blocking {
-                self.blocking_abandoned = false;
-            }
-            self.checked(result)
+            self.usage.finish(call, result)
         })
     }
 
@@ -214,30 +173,19 @@ impl ConnectionLike for RedisConnection {
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         Box::pin(async move {
-            let atomic = pipeline.is_transaction();
-            let mut blocking = false;
-            for cmd in pipeline.cmd_iter() {
-                self.session.note(cmd, atomic, self.resp3);
-                blocking |= is_blocking(cmd);
-            }
-            self.in_flight += 1;
-            if blocking {
-                self.blocking_abandoned = true;
-            }
+            let call = self
+                .usage
+                .start(pipeline.cmd_iter(), pipeline.is_transaction());
             let result = self
                 .inner
                 .req_packed_commands(pipeline, offset, count)
                 .await;
-            self.in_flight -= 1;
-            if blocking {
-                self.blocking_abandoned = false;
-            }
-            self.checked(result)
+            self.usage.finish(call, result)
         })
     }
 
     fn get_db(&self) -> i64 {
-        self.session.db.unwrap_or(self.db)
+        self.usage.db()
     }
 }
 

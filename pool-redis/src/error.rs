@@ -56,6 +56,14 @@ pub enum Error {
         /// The redis crate's error.
         source: RedisError,
     },
+    /// No seed node of a cluster could be used: each one failed, for the reason its
+    /// own error gives (`connection refused`, `authentication failed`, ...).
+    SeedsFailed {
+        /// The cluster, as its seed nodes (never with a password).
+        target: String,
+        /// Each seed node's failure, in the order the seeds were given.
+        failures: Vec<Error>,
+    },
     /// The connection is closed or cannot be reused (its reason says why).
     Closed {
         /// Why.
@@ -80,6 +88,7 @@ impl Error {
     pub fn as_io(&self) -> Option<&io::Error> {
         match self {
             Error::Resolve { source, .. } | Error::Connect { source, .. } => Some(source),
+            Error::SeedsFailed { failures, .. } => failures.first().and_then(Error::as_io),
             _ => None,
         }
     }
@@ -89,9 +98,60 @@ impl Error {
         matches!(self, Error::Auth { .. })
     }
 
-    /// Whether the connection was refused (nothing listens there).
+    /// Whether the connection was refused (nothing listens there); for a cluster,
+    /// whether every seed node refused it.
     pub fn is_refused(&self) -> bool {
-        matches!(self, Error::Connect { source, .. } if source.kind() == io::ErrorKind::ConnectionRefused)
+        match self {
+            Error::Connect { source, .. } => source.kind() == io::ErrorKind::ConnectionRefused,
+            Error::SeedsFailed { failures, .. } => {
+                !failures.is_empty() && failures.iter().all(Error::is_refused)
+            }
+            _ => false,
+        }
+    }
+
+    /// Where the failed connect was going, for the variants that say.
+    fn target(&self) -> Option<&str> {
+        match self {
+            Error::Resolve { target, .. }
+            | Error::Connect { target, .. }
+            | Error::Auth { target, .. }
+            | Error::Handshake { target, .. }
+            | Error::SeedsFailed { target, .. } => Some(target),
+            _ => None,
+        }
+    }
+
+    /// The cause in a few words: what `Display` shows after the target.
+    fn cause(&self) -> String {
+        match self {
+            Error::Resolve { .. } => "cannot resolve the host name".to_owned(),
+            Error::Connect { source, .. } => io_cause(source).to_owned(),
+            Error::Auth { .. } => "authentication failed".to_owned(),
+            Error::Handshake { step, .. } => format!("{step} failed"),
+            Error::SeedsFailed { failures, .. } => {
+                let unreachable = failures
+                    .iter()
+                    .all(|f| matches!(f, Error::Resolve { .. } | Error::Connect { .. }));
+                let each: Vec<String> = failures
+                    .iter()
+                    .map(|f| match f.target() {
+                        Some(seed) => format!("{seed}: {}", f.cause()),
+                        None => f.to_string(),
+                    })
+                    .collect();
+                format!(
+                    "no seed node {} ({})",
+                    if unreachable { "reachable" } else { "usable" },
+                    each.join("; ")
+                )
+            }
+            Error::Recycle { step, .. } => format!("redis {step} before checkout failed"),
+            Error::Closed { reason } => format!("the redis connection is unusable: {reason}"),
+            Error::NoTokioRuntime => "pool-redis must connect inside a tokio runtime (the \
+                                      connection task is spawned with tokio::spawn)"
+                .to_owned(),
+        }
     }
 }
 
@@ -113,28 +173,9 @@ fn io_cause(err: &io::Error) -> &'static str {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Error::Resolve { target, .. } => {
-                write!(
-                    f,
-                    "cannot connect to {target}: cannot resolve the host name"
-                )
-            }
-            Error::Connect { target, source } => {
-                write!(f, "cannot connect to {target}: {}", io_cause(source))
-            }
-            Error::Auth { target, .. } => {
-                write!(f, "cannot connect to {target}: authentication failed")
-            }
-            Error::Handshake { target, step, .. } => {
-                write!(f, "cannot connect to {target}: {step} failed")
-            }
-            Error::Recycle { step, .. } => write!(f, "redis {step} before checkout failed"),
-            Error::Closed { reason } => write!(f, "the redis connection is unusable: {reason}"),
-            Error::NoTokioRuntime => f.write_str(
-                "pool-redis must connect inside a tokio runtime (the connection task is \
-                 spawned with tokio::spawn)",
-            ),
+        match self.target() {
+            Some(target) => write!(f, "cannot connect to {target}: {}", self.cause()),
+            None => f.write_str(&self.cause()),
         }
     }
 }
@@ -146,6 +187,9 @@ impl StdError for Error {
             Error::Auth { source, .. }
             | Error::Handshake { source, .. }
             | Error::Recycle { source, .. } => Some(source),
+            // The first seed's failure, whose own source holds the server's or the
+            // operating system's words.
+            Error::SeedsFailed { failures, .. } => failures.first().map(|f| f as _),
             Error::Closed { .. } | Error::NoTokioRuntime => None,
         }
     }

@@ -99,17 +99,28 @@
 //! drives the socket, so a connection whose socket the server closed is found by the
 //! next check or command rather than at once.
 //!
+//! # Redis Cluster
+//! [`ClusterManager`] pools the redis crate's cluster connections, configured with the
+//! cluster's seed nodes: a [`ClusterPool`] hands out [`RedisClusterConnection`]s, each
+//! a connection to every node that sends each command to the node serving its key.
+//! Checks, resets and errors work as above, on every node; see the [`cluster`] module.
+//!
 //! # Runtime
 //! Connections need tokio: the task driving each socket is spawned with
 //! `tokio::spawn`.
 
+pub mod cluster;
 mod config;
 mod connection;
+mod env;
 mod error;
 mod manager;
 mod redact;
+mod reset;
 mod session;
+mod usage;
 
+pub use cluster::{ClusterConfig, ClusterConfigBuilder, ClusterManager, RedisClusterConnection};
 pub use config::{Config, ConfigBuilder, Protocol};
 pub use connection::RedisConnection;
 pub use error::{ConfigError, Error};
@@ -124,5 +135,12 @@ pub type Pool = pool_core::Pool<Manager>;
 /// back to the pool when dropped.
 pub type Pooled = pool_core::Pooled<Manager>;
 
-/// What [`Pool::get`](pool_core::Pool::get) fails with.
+/// What [`Pool::get`](pool_core::Pool::get) (and [`ClusterPool`]'s) fails with.
 pub type PoolError = pool_core::PoolError<Error>;
+
+/// A pool of Redis Cluster connections (see [`cluster`]).
+pub type ClusterPool = pool_core::Pool<ClusterManager>;
+
+/// A connection checked out of a [`ClusterPool`]; dereferences to
+/// [`RedisClusterConnection`] and goes back to the pool when dropped.
+pub type ClusterPooled = pool_core::Pooled<ClusterManager>;

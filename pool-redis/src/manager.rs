@@ -9,12 +9,11 @@ use std::time::Duration;
 
 use pool_core::{ConnectionInfo, ReturnState};
 use redis::aio::MultiplexedConnection;
-use redis::{
-    AsyncConnectionConfig, ConnectionAddr, IntoConnectionInfo, Pipeline, RedisError, Value,
-};
+use redis::{AsyncConnectionConfig, ConnectionAddr, IntoConnectionInfo, RedisError, Value};
 
 use crate::connection::RedisConnection;
 use crate::error::{is_auth_failure, ConfigError, Error};
+use crate::reset::{add_auth, read_reset_replies, ResetReplies, SessionSetup};
 
 /// Opens, checks and resets [`RedisConnection`]s for a [`Pool`](crate::Pool).
 ///
@@ -128,10 +127,6 @@ impl Manager {
     /// The name set by [`client_name`](Self::client_name).
     pub fn get_client_name(&self) -> Option<&str> {
         self.client_name.as_deref()
-    }
-
-    fn db(&self) -> i64 {
-        self.info.redis_settings().db()
     }
 
     fn resp3(&self) -> bool {
@@ -298,37 +293,16 @@ impl Manager {
         }
     }
 
-    /// Adds what a fresh connection is configured with, after a `RESET`: the protocol
-    /// and credentials, the database, the name. Returns the steps added.
-    fn add_session_setup(&self, pipe: &mut Pipeline, steps: &mut Vec<&'static str>) {
-        let settings = self.info.redis_settings();
-        if self.resp3() {
-            let cmd = pipe.cmd("HELLO").arg(3);
-            if let Some(password) = settings.password() {
-                cmd.arg("AUTH")
-                    .arg(settings.username().unwrap_or("default"))
-                    .arg(password);
-            }
-            steps.push("HELLO");
-        } else if settings.password().is_some() {
-            add_auth(pipe, settings);
-            steps.push("AUTH");
-        }
-        if settings.db() != 0 {
-            pipe.cmd("SELECT").arg(settings.db());
-            steps.push("SELECT");
-        }
-        if let Some(name) = &self.client_name {
-            pipe.cmd("CLIENT").arg("SETNAME").arg(name);
-            steps.push("CLIENT SETNAME");
-        }
+    /// What a fresh connection is configured with, for resets.
+    fn setup(&self) -> SessionSetup<'_> {
+        SessionSetup::new(self.info.redis_settings(), self.client_name.as_deref())
     }
 
     /// Resets the session of a dirty connection (see the type's docs).
     async fn reset(&self, conn: &mut RedisConnection) -> Result<(), Error> {
         loop {
             let with_reset = !self.no_reset.load(Ordering::Relaxed);
-            let (pipe, steps) = self.reset_pipeline(conn, with_reset)?;
+            let (pipe, steps) = self.setup().reset_pipeline(conn.session(), with_reset)?;
             let replies = match conn
                 .inner()
                 .send_packed_commands(&pipe, 0, steps.len())
@@ -343,87 +317,25 @@ impl Manager {
                     });
                 }
             };
-            let mut retry = false;
-            for (step, reply) in steps.iter().zip(replies) {
-                let Value::ServerError(e) = reply else {
-                    continue;
-                };
-                let err = RedisError::from(e);
-                match *step {
-                    // Not in a transaction: nothing to discard.
-                    "DISCARD" => {}
-                    "RESET" if is_unknown_command(&err) => {
-                        // An older server: remember, and run the older commands instead.
-                        tracing::debug!(target = %self.target, "the server has no RESET; resetting with the older commands");
-                        self.no_reset.store(true, Ordering::Relaxed);
-                        retry = true;
-                        break;
-                    }
-                    _ => {
-                        return Err(Error::Recycle {
-                            step: "session reset",
-                            source: err,
-                        })
-                    }
+            match read_reset_replies(&steps, replies) {
+                ResetReplies::Done => {
+                    conn.mark_clean();
+                    return Ok(());
+                }
+                ResetReplies::NoReset => {
+                    // An older server: remember, and run the older commands instead.
+                    tracing::debug!(target = %self.target, "the server has no RESET; resetting with the older commands");
+                    self.no_reset.store(true, Ordering::Relaxed);
+                }
+                ResetReplies::Failed(source) => {
+                    return Err(Error::Recycle {
+                        step: "session reset",
+                        source,
+                    })
                 }
             }
-            if !retry {
-                conn.mark_clean();
-                return Ok(());
-            }
         }
     }
-
-    /// The commands that reset `conn`: `RESET` and the configured settings, or on an
-    /// older server the commands that undo what `RESET` would.
-    fn reset_pipeline(
-        &self,
-        conn: &mut RedisConnection,
-        with_reset: bool,
-    ) -> Result<(Pipeline, Vec<&'static str>), Error> {
-        let mut pipe = redis::pipe();
-        let mut steps = Vec::new();
-        if with_reset {
-            pipe.cmd("RESET");
-            steps.push("RESET");
-        } else {
-            let session = conn.session();
-            if session.subscribed {
-                return Err(Error::Closed {
-                    reason: "subscribed, and the server has no RESET to leave pub/sub with",
-                });
-            }
-            pipe.cmd("DISCARD");
-            steps.push("DISCARD");
-            pipe.cmd("UNWATCH");
-            steps.push("UNWATCH");
-            if session.tracking {
-                pipe.cmd("CLIENT").arg("TRACKING").arg("OFF");
-                steps.push("CLIENT TRACKING OFF");
-            }
-        }
-        self.add_session_setup(&mut pipe, &mut steps);
-        // `RESET` selects database 0, and the older path must select it too.
-        if !steps.contains(&"SELECT") {
-            pipe.cmd("SELECT").arg(self.db());
-            steps.push("SELECT");
-        }
-        Ok((pipe, steps))
-    }
-}
-
-/// `AUTH [username] password`.
-fn add_auth(pipe: &mut Pipeline, settings: &redis::RedisConnectionInfo) {
-    let cmd = pipe.cmd("AUTH");
-    if let Some(user) = settings.username() {
-        cmd.arg(user);
-    }
-    cmd.arg(settings.password().unwrap_or_default());
-}
-
-fn is_unknown_command(err: &RedisError) -> bool {
-    err.detail()
-        .is_some_and(|detail| detail.starts_with("unknown command"))
 }
 
 /// The redis crate's settings for a URL, with a precise error when it cannot be used.

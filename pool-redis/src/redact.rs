@@ -93,6 +93,35 @@ pub(crate) fn describe(info: &ConnectionInfo) -> String {
     }
 }
 
+/// A cluster, by its seed nodes, without the password: `redis cluster
+/// redis://user:***@host1:port1,host2:port2` (the credentials, TLS and database are the
+/// same for every seed; a database other than 0 follows as `/N`).
+pub(crate) fn describe_cluster(seeds: &[ConnectionInfo]) -> String {
+    let Some(first) = seeds.first() else {
+        return "redis cluster (no seed nodes)".to_owned();
+    };
+    let described = describe(first);
+    // `redis://user:***@host:port/db`: the scheme and user info of the first seed.
+    let (scheme, rest) = described.split_once("://").unwrap_or(("redis", &described));
+    let userinfo = rest.rfind('@').map_or("", |at| &rest[..=at]);
+    let hosts: Vec<String> = seeds
+        .iter()
+        .map(|seed| match seed.addr() {
+            ConnectionAddr::Tcp(host, port) | ConnectionAddr::TcpTls { host, port, .. } => {
+                format!("{}:{port}", bracketed(host))
+            }
+            other => other.to_string(),
+        })
+        .collect();
+    let db = first.redis_settings().db();
+    let db = if db == 0 {
+        String::new()
+    } else {
+        format!("/{db}")
+    };
+    format!("redis cluster {scheme}://{userinfo}{}{db}", hosts.join(","))
+}
+
 /// An IPv6 address in brackets, as a URL writes it.
 fn bracketed(host: &str) -> String {
     if host.contains(':') {
@@ -136,5 +165,26 @@ mod tests {
         assert_eq!(describe(&info), "unix:///tmp/r.sock?db=2&pass=***");
         let info: ConnectionInfo = "redis://[::1]:7000".parse().unwrap();
         assert_eq!(describe(&info), "redis://[::1]:7000/0");
+    }
+
+    #[test]
+    fn clusters_are_described_by_their_seeds_without_the_password() {
+        let seeds: Vec<ConnectionInfo> = ["redis://app:s3cret@a:7000", "redis://app:s3cret@b:7001"]
+            .iter()
+            .map(|url| url.parse().unwrap())
+            .collect();
+        assert_eq!(
+            describe_cluster(&seeds),
+            "redis cluster redis://app:***@a:7000,b:7001"
+        );
+        let seeds: Vec<ConnectionInfo> = ["redis://[::1]:7000", "redis://c:7002"]
+            .iter()
+            .map(|url| url.parse().unwrap())
+            .collect();
+        assert_eq!(
+            describe_cluster(&seeds),
+            "redis cluster redis://[::1]:7000,c:7002"
+        );
+        assert_eq!(describe_cluster(&[]), "redis cluster (no seed nodes)");
     }
 }

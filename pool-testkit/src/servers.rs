@@ -48,12 +48,14 @@
 pub mod pgbouncer;
 mod probe;
 mod process;
+mod redis_cluster;
 
 use std::fmt;
 use std::io;
 use std::path::Path;
 
 use process::Throwaway;
+pub use redis_cluster::{redis_cluster, RedisCluster};
 
 pub use pgbouncer::{pgbouncer, PgBouncer, RestartablePgBouncer};
 

@@ -430,3 +430,94 @@ fn server_is_send_and_sync() {
     send_sync::<Server>();
     send_sync::<ServerError>();
 }
+
+/// `redis-cli` against one node of a cluster; `-c` follows the cluster's redirects.
+fn redis_cli(port: u16, args: &[&str]) -> String {
+    let out = Command::new("redis-cli")
+        .args(["-c", "-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(args)
+        .output()
+        .expect("redis-cli runs");
+    assert!(
+        out.status.success(),
+        "redis-cli {args:?} on {port}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// Whether every node says `cluster_state:ok`.
+fn cluster_ok(ports: &[u16]) -> bool {
+    ports
+        .iter()
+        .all(|&port| redis_cli(port, &["cluster", "info"]).contains("cluster_state:ok"))
+}
+
+/// A throwaway Redis Cluster: three masters on their own ports, each serving a share of
+/// the slots and saying `cluster_state:ok`; a key written through one node is read
+/// through another; stop closes every port, start brings the same cluster back (without
+/// the data: nodes keep none), and drop leaves no process and no directory behind.
+#[test]
+fn redis_cluster_of_three_masters_starts_stops_restarts_and_cleans_up() {
+    let began = Instant::now();
+    let mut cluster = servers::redis_cluster().unwrap_or_else(|e| panic!("{e}"));
+    let started = began.elapsed();
+    let ports = cluster.ports();
+    assert_eq!(ports.len(), 3, "{cluster:?}");
+    assert_eq!(
+        cluster.urls(),
+        ports
+            .iter()
+            .map(|port| format!("redis://127.0.0.1:{port}"))
+            .collect::<Vec<_>>()
+    );
+    assert!(cluster_ok(&ports));
+    let nodes = redis_cli(ports[0], &["cluster", "nodes"]);
+    let masters: Vec<&str> = nodes.lines().filter(|l| l.contains("master")).collect();
+    assert_eq!(masters.len(), 3, "{nodes}");
+    for master in &masters {
+        // `<id> <addr> <flags> <master> <ping> <pong> <epoch> <link> <slots>...`
+        assert!(
+            master.split_whitespace().nth(8).is_some(),
+            "a master without slots: {master}"
+        );
+    }
+    // Keys in every slot range: whichever node is asked, each comes back.
+    for i in 0..30 {
+        let key = format!("servers-test-{i}");
+        redis_cli(ports[i % 3], &["set", &key, &i.to_string()]);
+        assert_eq!(redis_cli(ports[(i + 1) % 3], &["get", &key]), i.to_string());
+    }
+
+    let dirs: Vec<_> = cluster
+        .nodes()
+        .iter()
+        .map(|node| node.dir().unwrap().to_owned())
+        .collect();
+    assert!(dirs.iter().all(|dir| dir.join("nodes.conf").is_file()));
+    cluster.stop().unwrap_or_else(|e| panic!("{e}"));
+    for &port in &ports {
+        assert!(!port_open(port), "port {port} still open after stop");
+    }
+    let t = Instant::now();
+    cluster.start().unwrap_or_else(|e| panic!("{e}"));
+    let restart = t.elapsed();
+    assert_eq!(cluster.ports(), ports);
+    assert!(cluster_ok(&ports));
+    assert_eq!(redis_cli(ports[0], &["get", "servers-test-0"]), "");
+    redis_cli(ports[1], &["set", "servers-test-0", "again"]);
+    assert_eq!(redis_cli(ports[2], &["get", "servers-test-0"]), "again");
+
+    let pids: Vec<u32> = cluster
+        .nodes()
+        .iter()
+        .flat_map(|node| process_tree(parent(node.pid().unwrap())))
+        .collect();
+    drop(cluster);
+    let left: Vec<u32> = pids.iter().copied().filter(|&pid| alive(pid)).collect();
+    assert!(left.is_empty(), "processes left after drop: {left:?}");
+    for dir in &dirs {
+        assert!(!dir.exists(), "{} left after drop", dir.display());
+    }
+    eprintln!("redis cluster: start and join {started:.2?}, restart {restart:.2?}");
+}

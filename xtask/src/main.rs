@@ -64,6 +64,11 @@ const BACKENDS: &[Backend] = &[
         test: "conformance",
     },
     Backend {
+        name: "redis-cluster",
+        package: "pool-redis",
+        test: "conformance_cluster",
+    },
+    Backend {
         name: "mysql",
         package: "pool-mysql",
         test: "conformance",

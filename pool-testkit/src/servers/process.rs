@@ -91,6 +91,8 @@ pub(super) struct Throwaway {
     user: Option<ServiceUser>,
     dir: PathBuf,
     port: u16,
+    /// Arguments added to the server's own (a Redis Cluster node's settings).
+    extra_args: Vec<String>,
     running: Option<Running>,
 }
 
@@ -98,6 +100,14 @@ impl Throwaway {
     /// Initialises a data directory, starts the server on a free port, waits until it
     /// accepts connections and creates the database `test` (PostgreSQL, MariaDB).
     pub(super) fn create(database: Database) -> Result<Throwaway, ServerError> {
+        Throwaway::create_with_args(database, Vec::new())
+    }
+
+    /// [`create`](Self::create) with `extra_args` after the server's own arguments.
+    pub(super) fn create_with_args(
+        database: Database,
+        extra_args: Vec<String>,
+    ) -> Result<Throwaway, ServerError> {
         let binaries = Binaries::find(database)?;
         let user = ServiceUser::for_database(database)?;
         let dir = make_dir(database)?;
@@ -108,6 +118,7 @@ impl Throwaway {
             user,
             dir,
             port: 0,
+            extra_args,
             running: None,
         };
         if let Some(user) = &throwaway.user {
@@ -314,6 +325,7 @@ impl Throwaway {
             .arg(signal)
             .arg(program)
             .args(&args)
+            .args(&self.extra_args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(log);
