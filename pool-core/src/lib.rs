@@ -119,6 +119,7 @@ mod manager;
 mod metrics;
 mod pool;
 mod pooled;
+pub mod redact;
 mod state;
 mod sync;
 mod upkeep;

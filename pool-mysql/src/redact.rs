@@ -1,55 +1,13 @@
 //! Showing URLs and options without their passwords.
 
-/// What a password is shown as.
-pub(crate) const MASK: &str = "***";
+use pool_core::redact::mask_url_password;
+pub(crate) use pool_core::redact::MASK;
 
 /// `input` (normally a `mysql://` URL) with the password of its user info and any
 /// `password`/`pass` query parameter replaced by `***`. Text that is not a URL is not
 /// shown at all (`***`): where a password would be in it cannot be told.
 pub(crate) fn redact_url(input: &str) -> String {
-    let Some(scheme_end) = input.find("://") else {
-        // Not a URL: where a password would be cannot be told, so none of it is shown.
-        return MASK.to_owned();
-    };
-    let (scheme, rest) = input.split_at(scheme_end + 3);
-    let (before_query, query) = match rest.find('?') {
-        Some(i) => (&rest[..i], Some(&rest[i + 1..])),
-        None => (rest, None),
-    };
-    let mut out = String::from(scheme);
-    // The user info ends at the last `@` before the query: a password may hold `/`
-    // or `@`, so this errs towards masking too much.
-    match before_query.rfind('@') {
-        Some(at) => {
-            let userinfo = &before_query[..at];
-            match userinfo.find(':') {
-                Some(colon) => {
-                    out.push_str(&userinfo[..colon]);
-                    out.push(':');
-                    out.push_str(MASK);
-                }
-                None => out.push_str(userinfo),
-            }
-            out.push_str(&before_query[at..]);
-        }
-        None => out.push_str(before_query),
-    }
-    if let Some(query) = query {
-        out.push('?');
-        let params: Vec<String> = query
-            .split('&')
-            .map(|param| match param.split_once('=') {
-                Some((key, _))
-                    if key.eq_ignore_ascii_case("password") || key.eq_ignore_ascii_case("pass") =>
-                {
-                    format!("{key}={MASK}")
-                }
-                _ => param.to_owned(),
-            })
-            .collect();
-        out.push_str(&params.join("&"));
-    }
-    out
+    mask_url_password(input, &["password", "pass"]).unwrap_or_else(|| MASK.to_owned())
 }
 
 /// Where `opts` connects, as `mysql://user@host:port/dbname` (a password, if set,

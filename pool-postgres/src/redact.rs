@@ -2,8 +2,7 @@
 
 use std::fmt::Write as _;
 
-/// What a password is shown as.
-const MASK: &str = "***";
+use pool_core::redact::{mask_url_password, MASK};
 
 /// `input` (a `postgres://` URL or a `key=value` string) with every password replaced
 /// by `***`. When a part of the string cannot be read, that part is left out rather
@@ -12,51 +11,10 @@ pub(crate) fn redact_connection_string(input: &str) -> String {
     let trimmed = input.trim_start();
     for scheme in ["postgres://", "postgresql://"] {
         if trimmed.len() >= scheme.len() && trimmed[..scheme.len()].eq_ignore_ascii_case(scheme) {
-            return redact_url(&trimmed[..scheme.len()], &trimmed[scheme.len()..]);
+            return mask_url_password(trimmed, &["password"]).unwrap_or_else(|| MASK.to_owned());
         }
     }
     redact_key_values(input)
-}
-
-/// `scheme` followed by `rest` with the password of the user info and any `password`
-/// query parameter masked.
-fn redact_url(scheme: &str, rest: &str) -> String {
-    let (before_query, query) = match rest.find('?') {
-        Some(i) => (&rest[..i], Some(&rest[i + 1..])),
-        None => (rest, None),
-    };
-    let mut out = String::from(scheme);
-    // The user info ends at the last `@` before the query: a password may itself hold
-    // `/` or `@`, so this errs towards masking too much.
-    match before_query.rfind('@') {
-        Some(at) => {
-            let userinfo = &before_query[..at];
-            match userinfo.find(':') {
-                Some(colon) => {
-                    out.push_str(&userinfo[..colon]);
-                    out.push(':');
-                    out.push_str(MASK);
-                }
-                None => out.push_str(userinfo),
-            }
-            out.push_str(&before_query[at..]);
-        }
-        None => out.push_str(before_query),
-    }
-    if let Some(query) = query {
-        out.push('?');
-        let params: Vec<String> = query
-            .split('&')
-            .map(|param| match param.split_once('=') {
-                Some((key, _)) if key.eq_ignore_ascii_case("password") => {
-                    format!("{key}={MASK}")
-                }
-                _ => param.to_owned(),
-            })
-            .collect();
-        out.push_str(&params.join("&"));
-    }
-    out
 }
 
 /// A libpq `key=value` string with the value of `password` masked.

@@ -2,59 +2,20 @@
 
 use redis::{ConnectionAddr, ConnectionInfo};
 
-/// What a password is shown as.
-const MASK: &str = "***";
+use pool_core::redact::{mask_url_password, MASK};
 
 /// `input`, a redis URL, with its password (in the user info, or a `pass`/`password`
 /// query parameter of a `unix://` URL) replaced by `***`. Text that cannot be read as
 /// a URL is left out when it might hold a password.
 pub(crate) fn redact_url(input: &str) -> String {
-    let Some((scheme, rest)) = input.split_once("://") else {
+    mask_url_password(input, &["pass", "password"]).unwrap_or_else(|| {
         // Not a URL at all: show it only if it cannot hold a password.
-        return if input.contains('@') || input.contains("pass") {
+        if input.contains('@') || input.contains("pass") {
             MASK.to_owned()
         } else {
             input.to_owned()
-        };
-    };
-    let (before_query, query) = match rest.find('?') {
-        Some(i) => (&rest[..i], Some(&rest[i + 1..])),
-        None => (rest, None),
-    };
-    let mut out = format!("{scheme}://");
-    // The user info ends at the last `@` before the path's query: a password may hold
-    // `/` or `@`, so this errs towards masking too much.
-    match before_query.rfind('@') {
-        Some(at) => {
-            let userinfo = &before_query[..at];
-            match userinfo.find(':') {
-                Some(colon) => {
-                    out.push_str(&userinfo[..colon]);
-                    out.push(':');
-                    out.push_str(MASK);
-                }
-                None => out.push_str(userinfo),
-            }
-            out.push_str(&before_query[at..]);
         }
-        None => out.push_str(before_query),
-    }
-    if let Some(query) = query {
-        out.push('?');
-        let params: Vec<String> = query
-            .split('&')
-            .map(|param| match param.split_once('=') {
-                Some((key, _))
-                    if key.eq_ignore_ascii_case("pass") || key.eq_ignore_ascii_case("password") =>
-                {
-                    format!("{key}={MASK}")
-                }
-                _ => param.to_owned(),
-            })
-            .collect();
-        out.push_str(&params.join("&"));
-    }
-    out
+    })
 }
 
 /// Where `info` connects, as a URL without the password (a password, if set, shows as
