@@ -120,6 +120,7 @@ mod metrics;
 mod pool;
 mod pooled;
 pub mod redact;
+mod setters;
 mod state;
 mod sync;
 mod upkeep;

@@ -319,29 +319,7 @@ impl ClusterConfigBuilder {
         self
     }
 
-    /// Replaces the pool's settings with `pool`.
-    pub fn pool(mut self, pool: PoolConfig) -> Self {
-        self.config.pool = pool;
-        self
-    }
-
-    /// See [`PoolConfig::max_size`].
-    pub fn max_size(mut self, max_size: usize) -> Self {
-        self.config.pool.max_size = max_size;
-        self
-    }
-
-    /// See [`PoolConfig::min_idle`].
-    pub fn min_idle(mut self, min_idle: usize) -> Self {
-        self.config.pool.min_idle = min_idle;
-        self
-    }
-
-    /// See [`PoolConfig::wait_timeout`]; `None` waits without limit.
-    pub fn wait_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
-        self.config.pool.wait_timeout = timeout.into();
-        self
-    }
+    pool_core::pool_setters!(config.pool);
 
     /// The config.
     pub fn build(self) -> ClusterConfig {
