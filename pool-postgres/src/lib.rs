@@ -120,8 +120,9 @@ pub type Pooled = pool_core::Pooled<Manager>;
 /// What [`Pool::get`](pool_core::Pool::get) fails with.
 pub type PoolError = pool_core::PoolError<Error>;
 
-/// The workspace README's examples, compiled as doc tests here (this crate sees both
-/// `pool_core` and `pool_postgres`), so they stay true.
+/// The workspace README's examples, compiled as doc tests here (this crate sees
+/// `pool_core`, `pool_postgres` and, as a dev-dependency, `pool_redis`), so they stay
+/// true.
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]
 struct ReadmeDoctests;
