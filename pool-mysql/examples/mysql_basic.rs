@@ -1,7 +1,7 @@
 //! A small program on a pool: several tasks share a few connections.
 //!
 //! ```text
-//! cargo run -p pool-mysql --example basic [-- mysql://user@host:3306/dbname]
+//! cargo run -p pool-mysql --example mysql_basic [-- mysql://user@host:3306/dbname]
 //! ```
 //!
 //! The URL is the first argument, else `POOL_TEST_MYSQL_URL`, else

@@ -1,7 +1,7 @@
 //! A small program on a pool: several tasks share a few connections.
 //!
 //! ```text
-//! cargo run -p pool-postgres --example basic [-- postgres://user@host:5432/dbname]
+//! cargo run -p pool-postgres --example postgres_basic [-- postgres://user@host:5432/dbname]
 //! ```
 //!
 //! The URL is the first argument, else `POOL_TEST_POSTGRES_URL`, else
