@@ -252,8 +252,8 @@ pub fn run(options: &Options, report: &mut Report, targets: &mut Targets) {
     report.heading(2, "1. Checkout + return, no I/O");
     report.text(&format!(
         "Median ns per checkout + return over {} rounds (contenders interleaved in \
-         rotating order, each run sized to about {:?}{}), `±` half the min-max range \
-         of the rounds in % of the median, and in brackets the contender's median \
+         rotating order, each run sized to about {:?}{}), `±` half the interquartile \
+         range of the rounds in % of the median, and in brackets the contender's median \
          divided by pool-core's (above 1× pool-core is faster). Tokio multi-thread \
          runtime with {} workers unless said otherwise. Time per op = wall time of a \
          run / ops in it, so with many tasks it is the inverse of throughput. A run \

@@ -42,10 +42,13 @@ impl Samples {
         self.sorted().last().copied()
     }
 
-    /// (max - min) / median: how far apart the rounds were.
+    /// The interquartile range over the median: how far apart the middle half of the
+    /// rounds were. Robust to one round disturbed by the machine's other work, unlike
+    /// the full range.
     pub fn spread(&self) -> Option<f64> {
         let median = self.median()?;
-        let range = self.max()? - self.min()?;
+        let sorted = self.sorted();
+        let range = quantile(&sorted, 0.75)? - quantile(&sorted, 0.25)?;
         (median > 0.0).then(|| range / median)
     }
 }

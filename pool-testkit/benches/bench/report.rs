@@ -176,7 +176,7 @@ pub fn ratio(value: f64) -> String {
     format!("{value:.2}×")
 }
 
-/// A spread (max - min over the median), as `±4%` (half the range).
+/// A spread (a range over the median), as `±4%` (half the range).
 pub fn spread(value: Option<f64>) -> String {
     value.map_or_else(String::new, |s| format!("±{:.0}%", s * 50.0))
 }

@@ -26,7 +26,7 @@ const MAX_SIZE: usize = 50;
 const MIN_IDLE: usize = 5;
 const CONNECT: Duration = Duration::from_millis(150);
 const WORK: Duration = Duration::from_millis(2);
-/// How often the open connections are counted for the chart.
+/// How often the connections opened or opening are counted for the chart.
 const SAMPLE_EVERY: Duration = Duration::from_millis(2);
 /// How long after the last task the connects still landing are waited for.
 const SETTLE: Duration = Duration::from_millis(200);
@@ -266,7 +266,8 @@ struct Spike {
     total: Duration,
     /// Each task's time from arrival to its connection's return, in ms.
     latencies_ms: Vec<f64>,
-    /// (ms since the start, connections open).
+    /// (ms since the start, connects started in all): nothing closes during a spike,
+    /// so these are the connections open or being opened.
     timeline: Vec<(f64, usize)>,
 }
 
@@ -283,7 +284,7 @@ async fn spike(name: &str) -> Result<Spike, Problem> {
         let (pool, timeline, stop) = (Arc::clone(&pool), Arc::clone(&timeline), Arc::clone(&stop));
         tokio::spawn(async move {
             while !stop.load(Ordering::SeqCst) {
-                let point = (started.elapsed().as_secs_f64() * 1e3, pool.open());
+                let point = (started.elapsed().as_secs_f64() * 1e3, pool.connects());
                 timeline
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
@@ -325,7 +326,8 @@ struct Entry {
     opened: Samples,
     open_after: Samples,
     latencies_ms: Vec<f64>,
-    timeline: Vec<(f64, usize)>,
+    /// The last round's, for the chart.
+    last: Option<Spike>,
 }
 
 pub fn run(options: &Options, report: &mut Report, targets: &mut Targets) {
@@ -353,7 +355,7 @@ pub fn run(options: &Options, report: &mut Report, targets: &mut Targets) {
             opened: Samples::default(),
             open_after: Samples::default(),
             latencies_ms: Vec::new(),
-            timeline: Vec::new(),
+            last: None,
         })
         .collect();
     let rt = measure::runtime(false);
@@ -370,8 +372,8 @@ pub fn run(options: &Options, report: &mut Report, targets: &mut Targets) {
                     entry.total_ms.samples.push(spike.total.as_secs_f64() * 1e3);
                     entry.opened.push(spike.opened as f64);
                     entry.open_after.push(spike.open_after as f64);
-                    entry.latencies_ms.extend(spike.latencies_ms);
-                    entry.timeline = spike.timeline;
+                    entry.latencies_ms.extend(&spike.latencies_ms);
+                    entry.last = Some(spike);
                 }
                 Err(problem) => entry.total_ms.problem = Some(problem),
             }
@@ -425,45 +427,80 @@ pub fn run(options: &Options, report: &mut Report, targets: &mut Targets) {
     }
     report.table(&table);
 
-    let series = entries
+    let opened = entries
         .iter()
-        .filter(|e| !e.timeline.is_empty())
-        .map(|e| Series {
+        .filter_map(|e| Some((e, e.last.as_ref()?)))
+        .map(|(e, last)| Series {
             name: e.name.to_owned(),
-            points: e
+            points: last
                 .timeline
                 .iter()
-                .map(|&(ms, open)| (ms, Some(open as f64)))
+                .map(|&(ms, opened)| (ms, Some(opened as f64)))
                 .collect(),
             bold: e.name == "pool-core",
             dashed: false,
         })
         .collect();
+    let served = entries
+        .iter()
+        .filter_map(|e| Some((e, e.last.as_ref()?)))
+        .map(|(e, last)| {
+            let mut done = last.latencies_ms.clone();
+            done.sort_by(f64::total_cmp);
+            let mut points = vec![(0.0, Some(0.0))];
+            points.extend(
+                done.iter()
+                    .enumerate()
+                    .map(|(i, &ms)| (ms, Some((i + 1) as f64))),
+            );
+            Series {
+                name: e.name.to_owned(),
+                points,
+                bold: e.name == "pool-core",
+                dashed: false,
+            }
+        })
+        .collect();
     let figure = Figure {
-        title: "3. Spike: connections open while 50 tasks arrive at once (lower is better)"
-            .to_owned(),
+        title: "3. Spike: 50 tasks arrive at once at an idle pool".to_owned(),
         note: format!(
-            "Connections open against ms since the spike began, last round; {MIN_IDLE} idle \
-             at the start, a connect takes {} ms, each task works {} ms.",
+            "Last round. Left: connections open or being opened (connects started; none \
+             close during a spike), {MIN_IDLE} idle at the start; fewer is better. Right: \
+             tasks served; further left is better. A connect takes {} ms, each task works \
+             {} ms, so the {MIN_IDLE} idle connections could serve all {TASKS} tasks in \
+             about {} ms.",
             CONNECT.as_millis(),
-            WORK.as_millis()
+            WORK.as_millis(),
+            (TASKS / MIN_IDLE) as u128 * WORK.as_millis(),
         ),
-        columns: 1,
+        columns: 2,
         legend: Legend::Shared,
-        panels: vec![Panel {
-            title: format!("max_size {MAX_SIZE}, min_idle {MIN_IDLE}, {TASKS} tasks"),
-            x_label: "ms since the spike began".to_owned(),
-            y_label: "connections open".to_owned(),
-            x_axis: Axis::Linear,
-            x_ticks: None,
-            y_axis: Axis::Linear,
-            series,
-            reference: None,
-        }],
+        panels: vec![
+            Panel {
+                title: format!("connections, max_size {MAX_SIZE}, min_idle {MIN_IDLE}"),
+                x_label: "ms since the spike began".to_owned(),
+                y_label: "connections opened or opening".to_owned(),
+                x_axis: Axis::Linear,
+                x_ticks: None,
+                y_axis: Axis::Linear,
+                series: opened,
+                reference: None,
+            },
+            Panel {
+                title: format!("{TASKS} tasks, each {} ms of work", WORK.as_millis()),
+                x_label: "ms since the spike began".to_owned(),
+                y_label: "tasks served".to_owned(),
+                x_axis: Axis::Linear,
+                x_ticks: None,
+                y_axis: Axis::Linear,
+                series: served,
+                reference: None,
+            },
+        ],
     };
     report.chart(
         "spike.svg",
-        "connections open against time during the spike",
+        "connections opened and tasks served against time during the spike",
         figure.to_svg(),
     );
 

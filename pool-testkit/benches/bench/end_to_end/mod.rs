@@ -37,7 +37,7 @@ pub const POOL_SIZE: usize = 16;
 const CONCURRENCY: [usize; 3] = [1, 16, 64];
 const RUN: Duration = Duration::from_millis(300);
 const QUICK_RUN: Duration = Duration::from_millis(40);
-const ROUNDS: usize = 5;
+const ROUNDS: usize = 7;
 const QUICK_ROUNDS: usize = 1;
 /// Bound on building a pool and opening its connections, and on closing it.
 const SETUP_LIMIT: Duration = Duration::from_secs(30);
@@ -246,8 +246,8 @@ pub fn run(backends: &[&Backend], options: &Options, report: &mut Report, target
     report.heading(2, "2. End to end");
     report.text(&format!(
         "Queries per second through the pool, pool size {POOL_SIZE}, median of {} rounds \
-         of {:?} each (contenders interleaved in rotating order; `±` half the min-max \
-         range in % of the median). `vs floor`: this contender's throughput over the \
+         of {:?} each (contenders interleaved in rotating order; `±` half the \
+         interquartile range in % of the median). `vs floor`: this contender's throughput over the \
          no-pool floor's at the same concurrency (at 64 tasks, over the floor's at 16: \
          16 connections are the ceiling). `ours ÷ this`: our driver's throughput over \
          this contender's (above 1× ours is faster).\n\n",
