@@ -294,6 +294,7 @@ pub fn run(options: &Options, report: &mut Report, targets: &mut Targets) {
     } else {
         (LOOPS, ROUNDS, LIMIT)
     };
+    report.heading(2, "4. Scale: 10,000 tasks waiting on 16 connections");
     let rt = measure::runtime(false);
     let names: Vec<&'static str> = contenders::NAMES
         .into_iter()
@@ -348,7 +349,6 @@ pub fn run(options: &Options, report: &mut Report, targets: &mut Targets) {
         report.check("scale", entry.name, &entry.result);
     }
 
-    report.heading(2, "4. Scale: 10,000 tasks waiting on 16 connections");
     report.text(&format!(
         "Memory: bytes allocated and still live once all {WAITERS} tasks wait for one of \
          the {SIZE} connections (all held elsewhere), per waiting task, median over \

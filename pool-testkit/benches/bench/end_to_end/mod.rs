@@ -81,6 +81,8 @@ pub struct Backend {
     pub key: &'static str,
     pub title: &'static str,
     pub query: &'static str,
+    /// Said under the heading: which peers are missing and why.
+    pub note: &'static str,
     pub server: fn() -> Result<pool_testkit::servers::Server, pool_testkit::servers::ServerError>,
     /// The URL the contenders use, from the server's (names the application).
     pub url: fn(&str) -> String,
@@ -276,10 +278,13 @@ pub fn run(backends: &[&Backend], options: &Options, report: &mut Report, target
                 continue;
             }
         };
+        if !backend.note.is_empty() {
+            report.text(&format!("{}\n\n", backend.note));
+        }
         let url = (backend.url)(server.url());
         let results = run_backend(backend, &url, options);
         drop(server);
-        table(report, backend, &results);
+        table(report, &results);
         panels.push(panel(backend, &results));
         check_targets(targets, backend, &results);
         for (c, &tasks) in CONCURRENCY.iter().enumerate() {
@@ -323,7 +328,7 @@ impl Backend {
     }
 }
 
-fn table(report: &mut Report, backend: &Backend, results: &BackendResults) {
+fn table(report: &mut Report, results: &BackendResults) {
     let mut settings = String::new();
     for contender in &results.contenders {
         settings.push_str(&format!("- {}: {}\n", contender.name, contender.settings));
@@ -373,7 +378,6 @@ fn table(report: &mut Report, backend: &Backend, results: &BackendResults) {
             table.row(row);
         }
     }
-    report.text(&format!("{}: {}\n\n", backend.title, backend.query));
     report.table(&table);
 }
 

@@ -1,7 +1,7 @@
 //! MySQL/MariaDB contenders: `SELECT 1` through pool-mysql, mysql_async's own `Pool`
 //! (with its default reset of every returned connection, and without), and direct
-//! mysql_async connections. (deadpool and bb8 have no maintained MySQL pool on
-//! mysql_async 0.37.)
+//! mysql_async connections. deadpool and bb8 publish no MySQL adapter, so mysql_async's
+//! pool is the peer.
 
 use std::time::Duration;
 
@@ -16,6 +16,8 @@ pub const BACKEND: Backend = Backend {
     key: "mysql",
     title: "MySQL (MariaDB)",
     query: "`SELECT 1`",
+    note: "deadpool and bb8 publish no MySQL adapter (there is no deadpool-mysql or \
+           bb8-mysql crate), so mysql_async's own `Pool` is the pool to beat here.",
     server: pool_testkit::servers::mysql,
     url: str::to_owned,
     contenders,

@@ -14,6 +14,7 @@ pub const BACKEND: Backend = Backend {
     key: "postgres",
     title: "PostgreSQL",
     query: "`SELECT 1` by simple query",
+    note: "",
     server: pool_testkit::servers::postgres,
     url: with_application_name,
     contenders,

@@ -9,6 +9,7 @@ pub const BACKEND: Backend = Backend {
     key: "redis",
     title: "Redis",
     query: "`PING`",
+    note: "",
     server: pool_testkit::servers::redis,
     url: str::to_owned,
     contenders,
