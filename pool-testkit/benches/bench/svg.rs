@@ -589,19 +589,23 @@ fn linear_ticks(min: f64, max: f64) -> Vec<f64> {
     ticks
 }
 
-/// A tick label: as many decimals as the step needs, thousands as `k`.
+/// A tick label: as many decimals as the step needs (2.5 needs one, 0.25 two), whole
+/// thousands and millions as `k` and `M`.
 fn format_tick(value: f64, step: f64) -> String {
-    if step >= 1.0 {
-        if value.abs() >= 1e6 && (value / 1e5).fract().abs() < 1e-9 {
-            format!("{}M", value / 1e6)
-        } else if value.abs() >= 10_000.0 && (value / 1000.0).fract().abs() < 1e-9 {
-            format!("{:.0}k", value / 1000.0)
-        } else {
-            format!("{value:.0}")
-        }
-    } else {
-        let decimals = (-step.log10()).ceil().max(0.0) as usize;
+    let decimals = (0..=4)
+        .find(|&d| {
+            let scaled = step * 10f64.powi(d);
+            (scaled - scaled.round()).abs() < 1e-6 * scaled.abs().max(1.0)
+        })
+        .unwrap_or(4) as usize;
+    if decimals > 0 {
         format!("{value:.decimals$}")
+    } else if value.abs() >= 1e6 && (value / 1e5).fract().abs() < 1e-9 {
+        format!("{}M", value / 1e6)
+    } else if value.abs() >= 10_000.0 && (value / 1000.0).fract().abs() < 1e-9 {
+        format!("{:.0}k", value / 1000.0)
+    } else {
+        format!("{value:.0}")
     }
 }
 
