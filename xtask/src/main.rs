@@ -1,11 +1,14 @@
 //! Project automation, run as `cargo xtask <command>` (an alias in `.cargo/config.toml`).
 //!
 //! - `test` / `ci`: everything CI runs (fmt, clippy, tests, the model check of
-//!   pool-core, conformance), stopping at the first failure.
+//!   pool-core, a smoke run of the benchmark, conformance), stopping at the first
+//!   failure.
 //! - `conformance [--backend NAME]... [FILTER]`: runs each backend's conformance test
 //!   target and prints a backend x case matrix.
 //! - `model`: the model check of pool-core's bookkeeping alone.
-//! - `bench`: the checkout benchmarks.
+//! - `bench [--quick] [SCENARIO]...`: the benchmarks side by side with deadpool, bb8,
+//!   qp and mysql_async's pool; tables on stdout, `target/bench/report.md` and an SVG
+//!   chart per scenario beside it.
 //! - `services`: which database servers the tests can reach.
 
 use std::collections::BTreeMap;
@@ -21,13 +24,18 @@ usage: cargo xtask <command>
 
 commands:
   test                                  fmt check, clippy, all tests, model check,
-                                        conformance (what CI runs)
+                                        benchmark smoke run, conformance (what CI runs)
   ci                                    same as test
   conformance [--backend NAME]... [FILTER]
                                         run the conformance suites and print the matrix;
                                         FILTER selects cases whose name contains it
   model                                 model-check pool-core's bookkeeping (loom)
-  bench                                 run the checkout benchmarks
+  bench [--quick] [--only NAME]... [SCENARIO]...
+                                        benchmarks side by side with deadpool, bb8, qp and
+                                        mysql_async's pool; writes target/bench/report.md and
+                                        an SVG chart per scenario (checkout, e2e, postgres,
+                                        mysql, redis, spike, scale; default all). --quick:
+                                        tiny parameters, seconds (the smoke `test` runs)
   services                              show which database servers the tests can reach
 ";
 
@@ -173,6 +181,7 @@ fn test() -> Result<(), String> {
     ])?;
     run_cargo(&["test", "--workspace", "--all-features"])?;
     model_check()?;
+    bench_smoke()?;
     conformance(&[])?;
     println!("xtask test: all steps passed");
     Ok(())
@@ -315,13 +324,78 @@ fn model_check() -> Result<(), String> {
     }
 }
 
+/// The benchmark target in pool-testkit, its arguments, and where it writes.
+const BENCH_PACKAGE: &str = "pool-testkit";
+const BENCH_TARGET: &str = "bench";
+
+/// `cargo bench` of the benchmark (optimised), writing to `target/bench/`.
 fn bench(rest: &[String]) -> Result<(), String> {
-    let mut args = vec!["bench", "-p", "pool-testkit", "--bench", "checkout"];
-    if !rest.is_empty() {
-        args.push("--");
-        args.extend(rest.iter().map(String::as_str));
+    let out = target_dir().join("bench");
+    let out = out.to_string_lossy();
+    let mut args = vec![
+        "bench",
+        "-p",
+        BENCH_PACKAGE,
+        "--bench",
+        BENCH_TARGET,
+        "--",
+        "--out",
+        &out,
+    ];
+    args.extend(rest.iter().map(String::as_str));
+    let mut command = cargo_command(&args);
+    if let Some(revision) = git_revision() {
+        command.env("POOL_BENCH_REVISION", revision);
     }
-    run_cargo(&args)
+    let status = command
+        .status()
+        .map_err(|e| format!("could not run cargo: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("bench failed ({status})"))
+    }
+}
+
+/// Every benchmark scenario once with tiny parameters, built like the tests (not
+/// optimised: this checks that the benchmark runs and its contenders work, in about
+/// half a minute; its numbers mean nothing). Writes to `target/bench-smoke/`, so a
+/// full report in `target/bench/` stays.
+fn bench_smoke() -> Result<(), String> {
+    let out = target_dir().join("bench-smoke");
+    let out = out.to_string_lossy();
+    run_cargo(&[
+        "test",
+        "-p",
+        BENCH_PACKAGE,
+        "--bench",
+        BENCH_TARGET,
+        "--",
+        "--quick",
+        "--out",
+        &out,
+    ])
+}
+
+/// The commit checked out, `-dirty` when the work tree has changes, for the report.
+fn git_revision() -> Option<String> {
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .args(args)
+            .current_dir(root())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    };
+    let commit = git(&["rev-parse", "--short", "HEAD"])?;
+    let dirty = git(&["status", "--porcelain", "--untracked-files=no"])
+        .is_some_and(|changes| !changes.is_empty());
+    Some(if dirty {
+        format!("{commit}-dirty")
+    } else {
+        commit
+    })
 }
 
 fn services() {
