@@ -1,6 +1,8 @@
 //! The redis conformance backend, shared by the test targets that drive a real server
 //! (the conformance suite; see `conformance.rs`).
 
+pub(crate) mod chaos;
+
 use std::time::{Duration, Instant};
 
 use pool_redis::redis::{self, Value};
