@@ -128,6 +128,13 @@ impl Report {
         if self.operations == 0 {
             failures.push("no transaction committed: the load never ran".to_owned());
         }
+        if self.proxy_accepted == Some(0) {
+            failures.push(
+                "the pool never connected through the fault proxy: its faults reached \
+                 nothing"
+                    .to_owned(),
+            );
+        }
         if self.server_samples == 0 {
             failures.push("the server's connection count was never read".to_owned());
         }
@@ -522,5 +529,14 @@ mod tests {
         report.operations = 0;
         report.server_samples = 0;
         assert_eq!(report.failures().len(), 2);
+    }
+
+    #[test]
+    fn a_proxy_the_pool_bypassed_fails_the_run() {
+        let mut report = passing();
+        report.proxy_accepted = Some(0);
+        let failures = report.failures();
+        assert_eq!(failures.len(), 1);
+        assert!(failures[0].contains("never connected through the fault proxy"));
     }
 }
