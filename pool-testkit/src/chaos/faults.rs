@@ -57,7 +57,7 @@ impl NetworkFault {
 /// The pause before each proxy fault, in milliseconds.
 const NETWORK_GAP_MS: (u64, u64) = (300, 1500);
 /// How long each proxy fault lasts before it is healed, in milliseconds.
-const NETWORK_HOLD_MS: (u64, u64) = (100, 2000);
+const NETWORK_HOLD_MS: (u64, u64) = (100, 3000);
 /// The pause before each round of kills, in milliseconds.
 const KILL_GAP_MS: (u64, u64) = (300, 2000);
 /// One round of kills in this many kills every connection the load holds.
