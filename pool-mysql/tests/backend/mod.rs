@@ -5,6 +5,7 @@ pub(crate) mod chaos;
 
 use std::collections::HashSet;
 use std::future::Future;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -68,6 +69,18 @@ impl Mysql {
         Conn::new(self.opts.clone())
             .await
             .map_err(|e| format!("admin connect: {}", chain(&e)))
+    }
+
+    /// `opts` recording the server-side id of each connection they open, for
+    /// [`server_connections`](Backend::server_connections).
+    fn recording(&self, opts: OptsBuilder) -> OptsBuilder {
+        let ids = Arc::clone(&self.ids);
+        opts.after_connect(move |conn: &mut Conn| -> Callback<'_> {
+            ids.lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(u64::from(conn.id()));
+            Box::pin(std::future::ready(Ok(())))
+        })
     }
 
     /// Which of `ids` the server still has.
@@ -140,16 +153,34 @@ impl Backend for Mysql {
     }
 
     async fn manager(&self) -> Manager {
-        let ids = Arc::clone(&self.ids);
-        let opts = OptsBuilder::from_opts(self.opts.clone()).after_connect(
-            move |conn: &mut Conn| -> Callback<'_> {
-                ids.lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .insert(u64::from(conn.id()));
-                Box::pin(std::future::ready(Ok(())))
-            },
-        );
-        Manager::new(opts)
+        Manager::new(self.recording(OptsBuilder::from_opts(self.opts.clone())))
+    }
+
+    fn server_address(&self) -> Result<SocketAddr, String> {
+        if let Some(socket) = self.opts.socket() {
+            return Err(format!(
+                "the test server is reached through socket {socket}, not TCP"
+            ));
+        }
+        let (host, port) = (self.opts.ip_or_hostname(), self.opts.tcp_port());
+        (host, port)
+            .to_socket_addrs()
+            .map_err(|e| format!("resolving {host}:{port}: {e}"))?
+            .next()
+            .ok_or_else(|| format!("{host}:{port} resolves to no address"))
+    }
+
+    /// [`manager`](Backend::manager)'s options (user, password, database, the id
+    /// recording) with `address` as host and port, and `prefer_socket` off: with it on
+    /// (mysql_async's default) a connect to 127.0.0.1 moves itself to the server's
+    /// Unix socket once connected, around the proxy.
+    async fn manager_at(&self, address: SocketAddr) -> Result<Manager, String> {
+        let opts = OptsBuilder::from_opts(self.opts.clone())
+            .ip_or_hostname(address.ip().to_string())
+            .tcp_port(address.port())
+            .socket(None::<String>)
+            .prefer_socket(false);
+        Ok(Manager::new(self.recording(opts)))
     }
 
     async fn manager_with_wrong_credentials(&self) -> Manager {

@@ -3,6 +3,7 @@
 
 pub(crate) mod chaos;
 
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 use pool_postgres::{Manager, PgConnection};
@@ -144,6 +145,56 @@ impl Backend for Postgres {
         let mut config = self.config.clone();
         config.application_name(&self.app);
         Manager::new(config)
+    }
+
+    /// The first host and port of the config, resolved (a `host=/run/postgresql`
+    /// socket directory has no TCP address).
+    fn server_address(&self) -> Result<SocketAddr, String> {
+        let host = match self.config.get_hostaddrs().first() {
+            Some(ip) => ip.to_string(),
+            None => match self.config.get_hosts().first() {
+                Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
+                Some(other) => {
+                    return Err(format!(
+                        "the test server is reached through {other:?}, not TCP"
+                    ))
+                }
+                None => "localhost".to_owned(),
+            },
+        };
+        let port = self.config.get_ports().first().copied().unwrap_or(5432);
+        (host.as_str(), port)
+            .to_socket_addrs()
+            .map_err(|e| format!("resolving {host}:{port}: {e}"))?
+            .next()
+            .ok_or_else(|| format!("{host}:{port} resolves to no address"))
+    }
+
+    /// [`manager`](Backend::manager)'s config (user, password, database, options,
+    /// TLS mode, `application_name`) with `address` as its only host: tokio-postgres's
+    /// config can add hosts but not remove them, so it is copied field by field.
+    async fn manager_at(&self, address: SocketAddr) -> Result<Manager, String> {
+        let from = &self.config;
+        let mut config = tokio_postgres::Config::new();
+        if let Some(user) = from.get_user() {
+            config.user(user);
+        }
+        if let Some(password) = from.get_password() {
+            config.password(password);
+        }
+        if let Some(dbname) = from.get_dbname() {
+            config.dbname(dbname);
+        }
+        if let Some(options) = from.get_options() {
+            config.options(options);
+        }
+        config
+            .ssl_mode(from.get_ssl_mode())
+            .channel_binding(from.get_channel_binding())
+            .host(address.ip().to_string())
+            .port(address.port())
+            .application_name(&self.app);
+        Ok(Manager::new(config))
     }
 
     async fn manager_with_wrong_credentials(&self) -> Manager {

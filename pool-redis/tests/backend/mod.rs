@@ -3,6 +3,7 @@
 
 pub(crate) mod chaos;
 
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 use pool_redis::redis::{self, Value};
@@ -117,6 +118,28 @@ impl Backend for Redis {
 
     async fn manager(&self) -> Manager {
         Manager::new(self.info.clone()).client_name(&self.name)
+    }
+
+    fn server_address(&self) -> Result<SocketAddr, String> {
+        let (host, port) = match self.info.addr() {
+            redis::ConnectionAddr::Tcp(host, port) => (host, port),
+            redis::ConnectionAddr::TcpTls { .. } => {
+                return Err("the test server is reached through TLS, not plain TCP".into())
+            }
+            _ => return Err("the test server is reached through a Unix socket, not TCP".into()),
+        };
+        (host.as_str(), *port)
+            .to_socket_addrs()
+            .map_err(|e| format!("resolving {host}:{port}: {e}"))?
+            .next()
+            .ok_or_else(|| format!("{host}:{port} resolves to no address"))
+    }
+
+    /// [`manager`](Backend::manager)'s settings (credentials, database, client name)
+    /// with `address` as its TCP address.
+    async fn manager_at(&self, address: SocketAddr) -> Result<Manager, String> {
+        let addr = redis::ConnectionAddr::Tcp(address.ip().to_string(), address.port());
+        Ok(Manager::new(self.info.clone().set_addr(addr)).client_name(&self.name))
     }
 
     async fn manager_with_wrong_credentials(&self) -> Manager {
