@@ -19,8 +19,9 @@ pub struct ChaosConfig {
     pub max_size: usize,
     /// The pool's `min_idle`, so upkeep refills the pool while faults empty it.
     pub min_idle: usize,
-    /// The pool's `wait_timeout`: no `get` may take longer than this plus
-    /// [`scheduling_margin`](Self::scheduling_margin).
+    /// The pool's `wait_timeout`: no `get` may wait longer than this plus
+    /// [`scheduling_margin`](Self::scheduling_margin) (its connect or checks, bounded
+    /// by their own timeouts, not counted).
     pub wait_timeout: Duration,
     /// The pool's `connect_timeout`.
     pub connect_timeout: Duration,
@@ -32,9 +33,9 @@ pub struct ChaosConfig {
     pub max_lifetime: Duration,
     /// The pool's `connect_backoff_max`, short so recovery after a heal is quick.
     pub connect_backoff_max: Duration,
-    /// How late a `get` may return past `wait_timeout` before it counts as a wait
-    /// longer than the wait timeout: the time for a timer to fire and a task to be
-    /// polled on a loaded machine.
+    /// How far a `get`'s waiting may run past `wait_timeout` before it counts as a
+    /// wait longer than the wait timeout: the time for a timer to fire and a task to
+    /// be polled on a loaded machine.
     pub scheduling_margin: Duration,
     /// One transaction in this many leaves its session dirty before returning the
     /// connection.

@@ -1,6 +1,7 @@
 //! The load: tasks that take a connection, check it is clean, write a row with a
 //! fresh id in a short transaction, sometimes leave the session dirty, and give the
-//! connection back, timing every `get`.
+//! connection back, timing every `get`: in all, and its waiting (the time outside the
+//! driver's connects and checks, which the pool bounds by `wait_timeout`).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -9,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use pool_core::{PoolError, Pooled, TimeoutKind};
 
-use super::counting::Counting;
+use super::counting::{driver_time, Counting};
 use super::run::Run;
 use super::tally::ErrorTally;
 use super::victims::{Victim, Victims};
@@ -33,11 +34,14 @@ pub(crate) struct LoadStats {
     pub(crate) dirtied: AtomicU64,
     /// Checkouts whose session was not clean.
     pub(crate) dirty_handed_out: AtomicU64,
-    /// `get` calls that took longer than the wait timeout plus the margin, by how they
-    /// ended.
+    /// `get` calls that waited longer than the wait timeout plus the margin, by how
+    /// they ended.
     pub(crate) late_gets: ErrorTally,
-    /// The longest any `get` took.
+    /// The longest any `get` took, in all.
     pub(crate) longest_get: Mutex<Duration>,
+    /// The longest any `get` waited (its time outside the driver's connects and
+    /// checks).
+    pub(crate) longest_wait: Mutex<Duration>,
     /// Errors by kind.
     pub(crate) errors: ErrorTally,
     /// Ids whose transaction committed.
@@ -49,25 +53,26 @@ pub(crate) struct LoadStats {
 }
 
 impl LoadStats {
-    /// Times one `get`; `outcome` names how it ended (a kind, and a message).
+    /// Times one `get` that took `took` in all, `driver` of it in the driver's
+    /// connects and checks; `outcome` names how it ended (a kind, and a message).
     fn record_get(
         &self,
         took: Duration,
+        driver: Duration,
         limit: Duration,
         outcome: impl FnOnce() -> (&'static str, String),
     ) {
         self.gets.fetch_add(1, Ordering::Relaxed);
-        {
-            let mut longest = self
-                .longest_get
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            *longest = (*longest).max(took);
+        let waited = took.saturating_sub(driver);
+        for (longest, this) in [(&self.longest_get, took), (&self.longest_wait, waited)] {
+            let mut longest = longest.lock().unwrap_or_else(PoisonError::into_inner);
+            *longest = (*longest).max(this);
         }
-        if took > limit {
+        if waited > limit {
             let (kind, message) = outcome();
-            self.late_gets
-                .add(kind, || format!("a get took {took:?} and ended: {message}"));
+            self.late_gets.add(kind, || {
+                format!("a get waited {waited:?} ({took:?} in all) and ended: {message}")
+            });
         }
     }
 }
@@ -92,12 +97,13 @@ pub(crate) async fn task<B: ChaosBackend>(run: &Run<B>, mut rng: fastrand::Rng) 
     let limit = config.wait_timeout + config.scheduling_margin;
     while !run.load_stopped() {
         let asked = Instant::now();
-        let got = run.pool.get().await;
+        let (got, driver) = driver_time(run.pool.get()).await;
         let got_at = Instant::now();
-        run.load.record_get(got_at - asked, limit, || match &got {
-            Ok(_) => ("returned a connection", "a connection".to_owned()),
-            Err(e) => (get_error_kind(e), e.to_string()),
-        });
+        run.load
+            .record_get(got_at - asked, driver, limit, || match &got {
+                Ok(_) => ("returned a connection", "a connection".to_owned()),
+                Err(e) => (get_error_kind(e), e.to_string()),
+            });
         match got {
             Ok(mut conn) => {
                 run.load.checkouts.fetch_add(1, Ordering::Relaxed);

@@ -20,7 +20,10 @@
 //!   to three connections the load holds, or of all of them. Faults stop
 //!   [`ChaosConfig::calm`] before the end.
 //! - **Watching.** The server's count of this backend's connections
-//!   ([`Backend::server_connections`]) is polled throughout; every `get` is timed.
+//!   ([`Backend::server_connections`]) is polled throughout. Every `get` is timed, and
+//!   so is the driver's work inside it: its waiting is its time outside the connects
+//!   and checks it ran, which the pool bounds by `wait_timeout` (`connect_timeout` and
+//!   `recycle_timeout` bound those).
 //! - **Afterwards.** The load stops and the proxy heals; the pool must show nothing in
 //!   use and a size equal to the connections that really exist; after `close` the
 //!   server must show none; every acknowledged id must be in the table.

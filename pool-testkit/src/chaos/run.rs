@@ -195,10 +195,9 @@ async fn drive<B: ChaosBackend>(
 
     let rows = rows(&*run.backend, table, &run.load).await?;
     let load = &run.load;
-    let longest_get = *load
-        .longest_get
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner);
+    let longest =
+        |slot: &std::sync::Mutex<Duration>| *slot.lock().unwrap_or_else(PoisonError::into_inner);
+    let (longest_get, longest_wait) = (longest(&load.longest_get), longest(&load.longest_wait));
     Ok(Report {
         backend: backend.name().to_owned(),
         config: config.clone(),
@@ -225,6 +224,7 @@ async fn drive<B: ChaosBackend>(
         dirty_handed_out: load.dirty_handed_out.load(Ordering::SeqCst),
         late_gets: load.late_gets.counts(),
         longest_get,
+        longest_wait,
         rows,
         recoveries: run.recovery.recoveries(),
     })
