@@ -782,6 +782,33 @@ impl crate::conformance::Backend for MockBackend {
         self.restartable.set_down(false);
         Ok(())
     }
+
+    /// The network fault cases need a TCP server to put the fault proxy in front of;
+    /// the mock has none. pool-core's own tests put the same faults to the pool with
+    /// the mock's scripted faults instead.
+    fn not_applicable(&self, case: &str) -> Option<String> {
+        let covered_by = match case {
+            "blackhole_during_connect_fails_with_the_connect_timeout" => {
+                "core_timeouts.rs: connect_timeout_fires_and_frees_the_slot (hung connects)"
+            }
+            "blackhole_while_idle_times_out_due_checks_and_replaces_them" => {
+                "core_timeouts.rs: recycle_timeout_fires_and_discards_the_connection (hung checks)"
+            }
+            "reset_of_every_connection_under_load_fails_only_their_users" => {
+                "core_faults.rs: every_connection_killed_under_load_fails_only_their_users"
+            }
+            "latency_of_50ms_completes_every_operation_without_a_timeout" => {
+                "core_timeouts.rs: slow_operations_within_their_timeouts_all_complete"
+            }
+            "refused_connects_back_off_and_recover_by_themselves" => {
+                "core_timeouts.rs: backend_down_connects_back_off_and_recover"
+            }
+            _ => return None,
+        };
+        Some(format!(
+            "no socket to put the fault proxy in front of; pool-testkit/tests/{covered_by}"
+        ))
+    }
 }
 
 #[cfg(test)]

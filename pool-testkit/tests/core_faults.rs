@@ -1,10 +1,11 @@
 //! pool-core on the mock manager: driver and hook code that panics or rejects
-//! connections. The pool's counts stay consistent and its room is never lost.
+//! connections, and every connection killed at once under load. The pool's counts stay
+//! consistent and its room is never lost.
 
 mod core_common;
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use core_common::pool;
@@ -258,4 +259,69 @@ async fn upkeep_survives_a_panicking_connect() {
     let status = pool.status();
     assert_eq!((status.size, status.connecting), (2, 0), "{status:?}");
     upkeep.abort();
+}
+
+/// Every connection killed at once under load, the clients noticing only when they
+/// use them (as with a server's resets): only users of the killed connections get
+/// errors, every `get` is served, users go on working on new connections, and no room
+/// is lost. The mock's side of the conformance case
+/// `reset_of_every_connection_under_load_fails_only_their_users`.
+#[tokio::test(start_paused = true)]
+async fn every_connection_killed_under_load_fails_only_their_users() {
+    const MAX: usize = 4;
+    const TASKS: usize = 8;
+    let (pool, control) = pool(|b| b.max_size(MAX).wait_timeout(Duration::from_secs(10)));
+    control.query_delay(Duration::from_millis(5));
+    // Connections with an id up to this one were killed (none until the kill).
+    let killed_up_to = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let errors = Arc::new(Mutex::new(Vec::new()));
+    let ok_on_new = Arc::new(AtomicUsize::new(0));
+    let mut users = tokio::task::JoinSet::new();
+    for _ in 0..TASKS {
+        let (pool, killed_up_to, stop) = (pool.clone(), killed_up_to.clone(), stop.clone());
+        let (errors, ok_on_new) = (errors.clone(), ok_on_new.clone());
+        users.spawn(async move {
+            while !stop.load(Ordering::SeqCst) {
+                let mut conn = pool.get().await.expect("every get is served");
+                let id = conn.id();
+                match conn.query().await {
+                    Ok(()) => {
+                        let killed = killed_up_to.load(Ordering::SeqCst);
+                        if killed > 0 && id > killed {
+                            ok_on_new.fetch_add(1, Ordering::SeqCst);
+                        }
+                    }
+                    Err(_) => errors.lock().unwrap().push(id),
+                }
+            }
+        });
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(errors.lock().unwrap().is_empty(), "errors before the kill");
+    let killed = control.live_ids();
+    assert_eq!(killed.len(), MAX, "the pool is full under this load");
+    killed_up_to.store(*killed.iter().max().unwrap(), Ordering::SeqCst);
+    assert_eq!(control.kill_all_unnoticed(), MAX);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop.store(true, Ordering::SeqCst);
+    while let Some(joined) = users.join_next().await {
+        joined.expect("a user task");
+    }
+
+    let errors = errors.lock().unwrap().clone();
+    assert!(!errors.is_empty(), "no user of a killed connection noticed");
+    assert!(
+        errors.iter().all(|id| killed.contains(id)),
+        "users of new connections got errors: {errors:?} (killed: {killed:?})"
+    );
+    assert!(
+        ok_on_new.load(Ordering::SeqCst) >= TASKS,
+        "users did not go on"
+    );
+    assert_whole(&pool, &control).await;
+    assert!(
+        control.live_ids().iter().all(|id| !killed.contains(id)),
+        "a killed connection is still open"
+    );
 }

@@ -365,3 +365,55 @@ async fn waiter_parked_during_backoff_connects_when_it_ends() {
     );
     assert_eq!(waiter.await.unwrap().unwrap(), 2);
 }
+
+/// Slow connects, checks and queries that stay within their timeouts (as over a slow
+/// network) all complete: no timeout fires, no connect or check fails. Every checkout
+/// is checked. The mock's side of the conformance case
+/// `latency_of_50ms_completes_every_operation_without_a_timeout`.
+#[tokio::test(start_paused = true)]
+async fn slow_operations_within_their_timeouts_all_complete() {
+    const MAX: usize = 3;
+    const TASKS: usize = 6;
+    const ROUNDS: usize = 4;
+    let (pool, control) = pool(|b| {
+        b.max_size(MAX)
+            .check_interval(Duration::ZERO)
+            .connect_timeout(Duration::from_secs(1))
+            .recycle_timeout(Duration::from_secs(1))
+            .wait_timeout(Duration::from_secs(10))
+    });
+    control.connect_delay(300 * MS);
+    control.recycle_delay(200 * MS);
+    control.query_delay(200 * MS);
+    let started = Instant::now();
+    let mut users = tokio::task::JoinSet::new();
+    for _ in 0..TASKS {
+        let pool = pool.clone();
+        users.spawn(async move {
+            for _ in 0..ROUNDS {
+                let mut conn = pool.get().await?;
+                conn.query().await.expect("a slow query completes");
+            }
+            Ok::<(), PoolError<_>>(())
+        });
+    }
+    while let Some(joined) = users.join_next().await {
+        joined
+            .unwrap()
+            .expect("every get completes without a timeout");
+    }
+    assert!(
+        started.elapsed() >= 300 * MS + 200 * MS,
+        "the delays were not applied"
+    );
+    assert_eq!(control.connects_succeeded(), MAX);
+    assert_eq!(control.connects_failed(), 0);
+    assert_eq!(control.recycles_failed(), 0);
+    assert!(
+        control.recycles() >= TASKS * ROUNDS - MAX,
+        "every reuse was checked: {} checks",
+        control.recycles()
+    );
+    let status = pool.status();
+    assert_eq!((status.size, status.in_use), (MAX, 0), "{status:?}");
+}

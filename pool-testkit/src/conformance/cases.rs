@@ -52,6 +52,11 @@ pub(crate) fn all<B: Backend>() -> Vec<Case<B>> {
         close_leaves_no_server_connection,
         wrong_credentials_fail_fast_with_the_server_error,
         server_restart_is_recovered_by_itself,
+        blackhole_during_connect_fails_with_the_connect_timeout,
+        blackhole_while_idle_times_out_due_checks_and_replaces_them,
+        reset_of_every_connection_under_load_fails_only_their_users,
+        latency_of_50ms_completes_every_operation_without_a_timeout,
+        refused_connects_back_off_and_recover_by_themselves,
     ]
 }
 
@@ -66,6 +71,17 @@ macro_rules! ensure {
         }
     };
 }
+
+// After `ensure!`, which the fault cases use too.
+mod faults;
+
+use faults::{
+    blackhole_during_connect_fails_with_the_connect_timeout,
+    blackhole_while_idle_times_out_due_checks_and_replaces_them,
+    latency_of_50ms_completes_every_operation_without_a_timeout,
+    refused_connects_back_off_and_recover_by_themselves,
+    reset_of_every_connection_under_load_fails_only_their_users,
+};
 
 fn build<M: Manager>(builder: Builder<M>) -> Result<Pool<M>, String> {
     builder

@@ -27,6 +27,15 @@
 //! - `server_restart_is_recovered_by_itself` (on a server of its own, from
 //!   [`Backend::restartable_manager`], which it stops and starts)
 //!
+//! The network fault cases put a [`FaultProxy`](crate::proxy::FaultProxy) in front of
+//! [`Backend::server_address`] and connect through it with [`Backend::manager_at`]:
+//!
+//! - `blackhole_during_connect_fails_with_the_connect_timeout`
+//! - `blackhole_while_idle_times_out_due_checks_and_replaces_them`
+//! - `reset_of_every_connection_under_load_fails_only_their_users`
+//! - `latency_of_50ms_completes_every_operation_without_a_timeout`
+//! - `refused_connects_back_off_and_recover_by_themselves`
+//!
 //! `cargo xtask conformance` runs every backend's suite and prints them as a matrix.
 
 // The example shows a test target's whole `main`, so the `fn main` is the point.

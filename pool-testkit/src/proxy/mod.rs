@@ -109,8 +109,9 @@ impl Drop for OpenGuard {
 /// Every task of the proxy runs on the tokio runtime that called
 /// [`start`](Self::start). Dropping the proxy stops them all: the listener closes (new
 /// connects are refused by the kernel) and every forwarded connection is closed on both
-/// sides, as soon as the runtime next runs those tasks (at once on a running runtime;
-/// a runtime shutting down drops them too).
+/// sides with a plain close (an end of stream, not a reset), as soon as the runtime
+/// next runs those tasks (at once on a running runtime; a runtime shutting down drops
+/// them too). Bytes the proxy held (under latency or a blackhole) are dropped with it.
 pub struct FaultProxy {
     address: SocketAddr,
     control: Arc<Control>,
