@@ -46,12 +46,28 @@ impl ChaosBackend for Redis {
             .map_err(|e| format!("MULTI/SADD/EXEC: {e}"))
     }
 
+    /// `SSCAN` in batches: a long run's set is too big for one `SMEMBERS` reply within
+    /// the connection's response timeout. (`SSCAN` may return an id twice; the run
+    /// counts distinct ids.)
     async fn row_ids(&self, table: &str) -> Result<Vec<u64>, String> {
-        redis::cmd("SMEMBERS")
-            .arg(table)
-            .query_async(&mut self.admin().await?)
-            .await
-            .map_err(|e| format!("SMEMBERS {table}: {e}"))
+        let mut admin = self.admin().await?;
+        let mut ids = Vec::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, batch): (u64, Vec<u64>) = redis::cmd("SSCAN")
+                .arg(table)
+                .arg(cursor)
+                .arg("COUNT")
+                .arg(5000)
+                .query_async(&mut admin)
+                .await
+                .map_err(|e| format!("SSCAN {table} {cursor}: {e}"))?;
+            ids.extend(batch);
+            if next == 0 {
+                return Ok(ids);
+            }
+            cursor = next;
+        }
     }
 
     async fn drop_table(&self, table: &str) -> Result<(), String> {

@@ -51,7 +51,7 @@ mod victims;
 pub use config::{ChaosConfig, Command};
 pub use entry::main;
 pub use recovery::Recovery;
-pub use report::{Report, StatusAfterLoad};
+pub use report::{Report, Rows, StatusAfterLoad};
 pub use run::run;
 pub use tally::ErrorCount;
 

@@ -95,6 +95,9 @@ pub struct Report {
     pub longest_wait: Duration,
     /// The table against the acknowledgements.
     pub rows: Rows,
+    /// Why the table could not be read, if it could not (then `rows` is empty and the
+    /// run fails: nothing vouches for the acknowledged rows).
+    pub rows_error: Option<String>,
     /// Each fault's end and how long until the pool served again.
     pub recoveries: Vec<Recovery>,
 }
@@ -180,6 +183,9 @@ impl Report {
                 human(self.config.wait_timeout),
                 human(self.config.scheduling_margin)
             ));
+        }
+        if let Some(e) = &self.rows_error {
+            failures.push(format!("the table could not be read back: {e}"));
         }
         if !self.rows.missing.is_empty() {
             failures.push(format!(
@@ -383,17 +389,24 @@ impl fmt::Display for Report {
         )?;
         tally_lines(f, &self.late_gets)?;
         let rows = &self.rows;
-        writeln!(
-            f,
-            "  rows acknowledged but missing      {:>5}  {:<4} ({} acknowledged, {} in the table, \
-             {} committed without an acknowledgement, {} never written)",
-            rows.missing.len(),
-            verdict(rows.missing.is_empty() && rows.unknown.is_empty()),
-            rows.acknowledged,
-            rows.in_table,
-            rows.committed_unacknowledged,
-            rows.unknown.len()
-        )?;
+        match &self.rows_error {
+            Some(e) => writeln!(
+                f,
+                "  rows acknowledged but missing          ?  FAIL (the table could not be \
+                 read: {e})"
+            )?,
+            None => writeln!(
+                f,
+                "  rows acknowledged but missing      {:>5}  {:<4} ({} acknowledged, {} in the \
+                 table, {} committed without an acknowledgement, {} never written)",
+                rows.missing.len(),
+                verdict(rows.missing.is_empty() && rows.unknown.is_empty()),
+                rows.acknowledged,
+                rows.in_table,
+                rows.committed_unacknowledged,
+                rows.unknown.len()
+            )?,
+        }
         self.recovery_lines(f, "heal -> first successful checkout", |fault| {
             !is_kill(fault)
         })?;
@@ -458,6 +471,7 @@ mod tests {
             late_gets: Vec::new(),
             longest_get: Duration::from_millis(2510),
             longest_wait: Duration::from_millis(2010),
+            rows_error: None,
             rows: Rows {
                 acknowledged: 100,
                 in_table: 101,
@@ -537,6 +551,20 @@ mod tests {
         report.operations = 0;
         report.server_samples = 0;
         assert_eq!(report.failures().len(), 2);
+    }
+
+    #[test]
+    fn a_table_that_cannot_be_read_fails_the_run_and_says_why() {
+        let mut report = passing();
+        report.rows = Rows::default();
+        report.rows_error = Some("SSCAN: timed out".into());
+        assert_eq!(
+            report.failures(),
+            vec!["the table could not be read back: SSCAN: timed out".to_owned()]
+        );
+        assert!(report.to_string().contains(
+            "rows acknowledged but missing          ?  FAIL (the table could not be read"
+        ));
     }
 
     #[test]

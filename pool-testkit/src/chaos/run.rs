@@ -193,7 +193,10 @@ async fn drive<B: ChaosBackend>(
     drop(watching);
     let live_after_close = census.live();
 
-    let rows = rows(&*run.backend, table, &run.load).await?;
+    let (rows, rows_error) = match rows(&*run.backend, table, &run.load).await {
+        Ok(rows) => (rows, None),
+        Err(e) => (Rows::default(), Some(e)),
+    };
     let load = &run.load;
     let longest =
         |slot: &std::sync::Mutex<Duration>| *slot.lock().unwrap_or_else(PoisonError::into_inner);
@@ -226,6 +229,7 @@ async fn drive<B: ChaosBackend>(
         longest_get,
         longest_wait,
         rows,
+        rows_error,
         recoveries: run.recovery.recoveries(),
     })
 }
