@@ -65,14 +65,26 @@ const KILL_ALL_ONE_IN: u8 = 4;
 /// The most connections a round that does not kill them all kills.
 const KILL_SOME_MAX: usize = 3;
 
+/// How long after a heal a server-side count is put down to that fault.
+const AFTERMATH: Duration = Duration::from_secs(1);
+
 /// A random duration from `low` to `high` milliseconds.
 fn between(rng: &mut fastrand::Rng, low: u64, high: u64) -> Duration {
     Duration::from_millis(rng.u64(low..=high))
 }
 
+/// The proxy fault in force now, and the last one healed.
+#[derive(Debug, Default)]
+struct NetworkState {
+    active: Option<&'static str>,
+    last_healed: Option<(&'static str, Instant)>,
+}
+
 /// What was injected.
 #[derive(Debug, Default)]
 pub(crate) struct FaultLog {
+    /// Where the proxy stands, so a server-side count can be put in context.
+    network: Mutex<NetworkState>,
     /// How many of each fault.
     injected: Mutex<BTreeMap<&'static str, u64>>,
     /// Connections killed server-side.
@@ -89,6 +101,25 @@ impl FaultLog {
             .unwrap_or_else(PoisonError::into_inner)
             .entry(fault)
             .or_default() += 1;
+    }
+
+    fn network(&self) -> std::sync::MutexGuard<'_, NetworkState> {
+        self.network.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Where the proxy stood at `now`: during a fault, shortly after one was healed
+    /// (when connections the pool gave up on during it may still reach the server),
+    /// or long after any.
+    pub(crate) fn network_context(&self, now: Instant) -> String {
+        let network = self.network();
+        match (network.active, network.last_healed) {
+            (Some(fault), _) => format!("during {fault}"),
+            (None, Some((fault, at))) if now.saturating_duration_since(at) < AFTERMATH => {
+                format!("within {AFTERMATH:?} after {fault} healed")
+            }
+            (None, Some(_)) => format!("more than {AFTERMATH:?} after the last proxy fault"),
+            (None, None) => "before any proxy fault".to_owned(),
+        }
     }
 
     /// How many of each fault, by name.
@@ -129,10 +160,16 @@ pub(crate) async fn network_faults<B: ChaosBackend>(
         let hold = between(&mut rng, NETWORK_HOLD_MS.0, NETWORK_HOLD_MS.1);
         network.inject(fault);
         run.faults.injected(fault.name());
+        run.faults.network().active = Some(fault.name());
         // Healed even when `until` cuts the hold short.
         pause_within(hold, until).await;
         network.heal();
-        run.recovery.healed(fault.name(), Instant::now());
+        let healed = Instant::now();
+        *run.faults.network() = NetworkState {
+            active: None,
+            last_healed: Some((fault.name(), healed)),
+        };
+        run.recovery.healed(fault.name(), healed);
     }
     network.heal();
 }

@@ -20,7 +20,9 @@
 //!   to three connections the load holds, or of all of them. Faults stop
 //!   [`ChaosConfig::calm`] before the end.
 //! - **Watching.** The server's count of this backend's connections
-//!   ([`Backend::server_connections`]) is polled throughout. Every `get` is timed, and
+//!   ([`Backend::server_connections`]) is polled throughout (a count above
+//!   `max_size` must last to count; see the report's `over_limit_briefly`), and the
+//!   connections that exist on the client side are counted as the manager opens them. Every `get` is timed, and
 //!   so is the driver's work inside it: its waiting is its time outside the connects
 //!   and checks it ran, which the pool bounds by `wait_timeout` (`connect_timeout` and
 //!   `recycle_timeout` bound those).

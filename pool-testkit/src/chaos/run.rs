@@ -133,8 +133,13 @@ async fn drive<B: ChaosBackend>(
     let end = started + config.duration;
     let faults_until = end - config.calm;
     let watching = AbortOnDrop(tokio::spawn({
-        let (watch, backend) = (Arc::clone(&watch), Arc::clone(backend));
-        async move { watch.watch(&*backend).await }
+        let (watch, run) = (Arc::clone(&watch), Arc::clone(&run));
+        async move {
+            let context = |at| run.faults.network_context(at);
+            watch
+                .watch(&*run.backend, run.config.max_size, context)
+                .await;
+        }
     }));
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..config.tasks {
@@ -216,8 +221,11 @@ async fn drive<B: ChaosBackend>(
         proxy_accepted: network.as_ref().map(|n| n.accepted()),
         proxy_open_after_close: network.as_ref().map(|n| n.open_connections()),
         peak_server_connections: watch.peak.load(Ordering::SeqCst),
+        peak_server_seen: watch.peak_seen.load(Ordering::SeqCst),
         server_samples: watch.samples.load(Ordering::SeqCst),
         server_count_errors: watch.errors.counts(),
+        over_limit_samples: watch.over_limit.counts(),
+        over_limit_briefly: watch.over_limit_briefly.counts(),
         peak_client_connections: census.peak(),
         after_load,
         hung_tasks,
