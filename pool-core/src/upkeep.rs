@@ -1,6 +1,7 @@
 //! Background upkeep: closes expired and long-idle connections, reports leaks, and
 //! keeps `min_idle` connections open. A future the user drives on any executor.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Weak};
@@ -9,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::metrics::CloseReason;
 use crate::pool::{lock_registry, Checked, Opened, Shared, SlotGuard};
-use crate::state::Open;
+use crate::state::{Idle, Open, WakeList};
 use crate::{clock, CheckReason, Manager, Pool, Pooled};
 
 /// The longest upkeep sleeps between passes, so connections returned meanwhile are
@@ -108,12 +109,43 @@ impl<M: Manager> Future for UpkeepSignal<M> {
     }
 }
 
+/// The dirty idle connections a reset pass took out of the idle list and has not
+/// reached yet. If the pass is dropped half-way (upkeep cancelled, a panic unwinding),
+/// they go back to the idle list still dirty (or close, if the pool closed meanwhile),
+/// so the room they are counted in is never lost.
+struct PendingResets<'a, M: Manager> {
+    shared: &'a Arc<Shared<M>>,
+    pending: VecDeque<Idle<M::Connection>>,
+}
+
+impl<M: Manager> Drop for PendingResets<'_, M> {
+    fn drop(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let mut wake = WakeList::default();
+        let mut closing = Vec::new();
+        {
+            let mut st = self.shared.lock();
+            for idle in self.pending.drain(..) {
+                if st.closed {
+                    closing.push((idle.conn, CloseReason::PoolClosed));
+                } else {
+                    st.put_back(idle, &mut wake);
+                }
+            }
+        }
+        wake.wake();
+        self.shared.close_counted(closing);
+    }
+}
+
 impl<M: Manager> Shared<M> {
     /// Resets idle connections that came back dirty, so an open transaction left
     /// behind does not hold its locks until the connection's next checkout. Each is
     /// out of the idle list (counted as in use) while it is reset.
     async fn reset_dirty_idle(self: &Arc<Self>) {
-        let dirty: std::collections::VecDeque<_> = {
+        let dirty: VecDeque<_> = {
             let mut st = self.lock();
             if !st.idle.iter().any(|idle| idle.dirty) {
                 return;
@@ -124,7 +156,11 @@ impl<M: Manager> Shared<M> {
             st.idle = clean;
             dirty
         };
-        for idle in dirty {
+        let mut pending = PendingResets {
+            shared: self,
+            pending: dirty,
+        };
+        while let Some(idle) = pending.pending.pop_front() {
             let mut held = Pooled::held_by_pool(Arc::clone(self), idle.conn);
             match self.check(&mut held, CheckReason::Dirty).await {
                 // Dropping it returns it clean: to a waiter, or to the idle list.

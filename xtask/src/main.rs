@@ -1,14 +1,16 @@
 //! Project automation, run as `cargo xtask <command>` (an alias in `.cargo/config.toml`).
 //!
 //! - `test` / `ci`: everything CI runs (fmt, clippy, tests, the model check of
-//!   pool-core, a smoke run of the benchmark, conformance), stopping at the first
-//!   failure.
+//!   pool-core, a smoke run of the benchmark, conformance, a short chaos run per
+//!   backend), stopping at the first failure.
 //! - `conformance [--backend NAME]... [FILTER]`: runs each backend's conformance test
 //!   target and prints a backend x case matrix.
 //! - `model`: the model check of pool-core's bookkeeping alone.
 //! - `bench [--quick] [SCENARIO]...`: the benchmarks side by side with deadpool, bb8,
 //!   qp and mysql_async's pool; tables on stdout, `target/bench/report.md` and an SVG
 //!   chart per scenario beside it.
+//! - `chaos [--backend NAME]... [--seconds N] [--seed S]`: runs each backend's chaos
+//!   run (load and faults, then a report of what the pool got wrong).
 //! - `services`: which database servers the tests can reach.
 
 use std::collections::BTreeMap;
@@ -24,12 +26,17 @@ usage: cargo xtask <command>
 
 commands:
   test                                  fmt check, clippy, all tests, model check,
-                                        benchmark smoke run, conformance (what CI runs)
+                                        benchmark smoke run, conformance, a 30 s chaos
+                                        run per backend (what CI runs)
   ci                                    same as test
   conformance [--backend NAME]... [FILTER]
                                         run the conformance suites and print the matrix;
                                         FILTER selects cases whose name contains it
   model                                 model-check pool-core's bookkeeping (loom)
+  chaos [--backend NAME|all]... [--seconds N] [--seed S]
+                                        load and random faults against each backend
+                                        (postgres, mysql, redis; default all, 30 s each),
+                                        then what the pool got wrong, if anything
   bench [--quick] [--only NAME]... [SCENARIO]...
                                         benchmarks side by side with deadpool, bb8, qp and
                                         mysql_async's pool; writes target/bench/report.md and
@@ -104,6 +111,7 @@ fn main() -> ExitCode {
         "test" | "ci" => test(),
         "conformance" => conformance(rest),
         "model" => model_check(),
+        "chaos" => chaos(rest),
         "bench" => bench(rest),
         "services" => {
             services();
@@ -179,10 +187,19 @@ fn test() -> Result<(), String> {
         "-D",
         "warnings",
     ])?;
+    // The chaos targets are `test = false` (a plain `cargo test` would spend 30 s on
+    // each), which also keeps them out of `--all-targets`: lint them by name.
+    let mut lint_chaos = vec!["clippy"];
+    for (_, package) in CHAOS_BACKENDS {
+        lint_chaos.extend(["-p", package]);
+    }
+    lint_chaos.extend(["--test", "chaos", "--all-features", "--", "-D", "warnings"]);
+    run_cargo(&lint_chaos)?;
     run_cargo(&["test", "--workspace", "--all-features"])?;
     model_check()?;
     bench_smoke()?;
     conformance(&[])?;
+    chaos(&["--seconds".to_owned(), CHAOS_TEST_SECONDS.to_owned()])?;
     println!("xtask test: all steps passed");
     Ok(())
 }
@@ -411,6 +428,114 @@ fn services() {
             Err(e) => format!("nothing reachable ({e})"),
         };
         println!("{name:<9} {var:<22} {env:<8} {addr}: {reach}");
+    }
+}
+
+/// Every backend with a chaos run: its `--backend` name and the package whose
+/// `harness = false` test target `chaos` runs it.
+const CHAOS_BACKENDS: &[(&str, &str)] = &[
+    ("postgres", "pool-postgres"),
+    ("mysql", "pool-mysql"),
+    ("redis", "pool-redis"),
+];
+
+/// How long `cargo xtask test` runs the chaos run for, per backend.
+const CHAOS_TEST_SECONDS: &str = "30";
+
+/// `chaos [--backend NAME|all]... [--seconds N] [--seed S]`: runs the selected
+/// backends' chaos targets one after another (all of them, even after a failure) and
+/// fails if any run failed.
+fn chaos(args: &[String]) -> Result<(), String> {
+    let mut selected: Vec<(&str, &str)> = Vec::new();
+    let mut seconds: Option<String> = None;
+    let mut seed: Option<String> = None;
+    let mut iter = args.iter();
+    while let Some(arg) = iter.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((flag, value)) => (flag, Some(value.to_owned())),
+            None => (arg.as_str(), None),
+        };
+        let mut value = || {
+            inline
+                .clone()
+                .or_else(|| iter.next().cloned())
+                .ok_or_else(|| format!("chaos: {flag} needs a value"))
+        };
+        match flag {
+            "--backend" => {
+                let name = value()?;
+                let chosen: Vec<(&str, &str)> = if name == "all" {
+                    CHAOS_BACKENDS.to_vec()
+                } else {
+                    let backend = CHAOS_BACKENDS
+                        .iter()
+                        .find(|(known, _)| *known == name)
+                        .ok_or_else(|| {
+                            let known: Vec<&str> = CHAOS_BACKENDS.iter().map(|b| b.0).collect();
+                            format!(
+                                "chaos: unknown backend `{name}` (known: {}, or all)",
+                                known.join(", ")
+                            )
+                        })?;
+                    vec![*backend]
+                };
+                for backend in chosen {
+                    if !selected.contains(&backend) {
+                        selected.push(backend);
+                    }
+                }
+            }
+            "--seconds" => {
+                let text = value()?;
+                match text.parse::<u64>() {
+                    Ok(n) if n > 0 => seconds = Some(text),
+                    _ => {
+                        return Err(format!(
+                            "chaos: --seconds takes a whole number of seconds above 0, not `{text}`"
+                        ))
+                    }
+                }
+            }
+            "--seed" => {
+                let text = value()?;
+                text.parse::<u64>()
+                    .map_err(|_| format!("chaos: --seed takes a whole number, not `{text}`"))?;
+                seed = Some(text);
+            }
+            _ => return Err(format!("chaos: unknown argument `{arg}`\n\n{USAGE}")),
+        }
+    }
+    if selected.is_empty() {
+        selected = CHAOS_BACKENDS.to_vec();
+    }
+
+    let mut outcomes: Vec<(&str, Result<(), String>)> = Vec::new();
+    for (name, package) in &selected {
+        let mut cargo_args = vec!["test", "-p", package, "--test", "chaos", "--"];
+        if let Some(seconds) = &seconds {
+            cargo_args.extend(["--seconds", seconds]);
+        }
+        if let Some(seed) = &seed {
+            cargo_args.extend(["--seed", seed]);
+        }
+        let outcome = match cargo_command(&cargo_args).status() {
+            Ok(status) if status.success() => Ok(()),
+            Ok(status) => Err(format!("exited with {status}")),
+            Err(e) => Err(format!("could not run cargo: {e}")),
+        };
+        outcomes.push((name, outcome));
+    }
+    println!();
+    for (name, outcome) in &outcomes {
+        match outcome {
+            Ok(()) => println!("chaos {name}: passed"),
+            Err(why) => println!("chaos {name}: FAILED ({why})"),
+        }
+    }
+    if outcomes.iter().all(|(_, outcome)| outcome.is_ok()) {
+        Ok(())
+    } else {
+        Err("chaos failed".to_owned())
     }
 }
 

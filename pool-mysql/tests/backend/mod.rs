@@ -1,6 +1,8 @@
 //! The mysql conformance backend, shared by the test targets that drive a real server
 //! (the conformance suite; see `conformance.rs`).
 
+pub(crate) mod chaos;
+
 use std::collections::HashSet;
 use std::future::Future;
 use std::net::{SocketAddr, ToSocketAddrs};

@@ -1,6 +1,7 @@
 //! The redis conformance backend, shared by the test targets that drive a real server
 //! (the conformance suite; see `conformance.rs`).
 
+pub(crate) mod chaos;
 pub(crate) mod cluster;
 
 use std::net::{SocketAddr, ToSocketAddrs};
