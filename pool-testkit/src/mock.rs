@@ -54,7 +54,7 @@ use tokio::sync::watch;
 /// says otherwise.
 pub const DEFAULT_ERROR_MESSAGE: &str = "mock: connection refused";
 
-/// Where the mock "connects", as [`Manager::target`](pool_core::Manager::target)
+/// Where the mock "connects", as [`Manager::target`]
 /// names it in connect timeouts.
 pub const MOCK_TARGET: &str = "mock://127.0.0.1:0/test";
 
