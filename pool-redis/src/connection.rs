@@ -1,10 +1,8 @@
 //! The pooled connection: one `redis::aio::MultiplexedConnection` on a socket of its
 //! own, the task that drives it, and what the pool needs to know about its session.
 
-use std::ops::{Deref, DerefMut};
-
 use redis::aio::{ConnectionLike, MultiplexedConnection};
-use redis::{Cmd, Pipeline, RedisError, RedisFuture, RedisResult, ToRedisArgs, Value};
+use redis::{Cmd, RedisError, RedisResult, ToRedisArgs, Value};
 use tokio::task::AbortHandle;
 
 use crate::session::Session;
@@ -157,51 +155,7 @@ impl RedisConnection {
     }
 }
 
-impl ConnectionLike for RedisConnection {
-    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        Box::pin(async move {
-            let call = self.usage.start([cmd], false);
-            let result = self.inner.req_packed_command(cmd).await;
-            self.usage.finish(call, result)
-        })
-    }
-
-    fn req_packed_commands<'a>(
-        &'a mut self,
-        pipeline: &'a Pipeline,
-        offset: usize,
-        count: usize,
-    ) -> RedisFuture<'a, Vec<Value>> {
-        Box::pin(async move {
-            let call = self
-                .usage
-                .start(pipeline.cmd_iter(), pipeline.is_transaction());
-            let result = self
-                .inner
-                .req_packed_commands(pipeline, offset, count)
-                .await;
-            self.usage.finish(call, result)
-        })
-    }
-
-    fn get_db(&self) -> i64 {
-        self.usage.db()
-    }
-}
-
-impl Deref for RedisConnection {
-    type Target = MultiplexedConnection;
-
-    fn deref(&self) -> &MultiplexedConnection {
-        &self.inner
-    }
-}
-
-impl DerefMut for RedisConnection {
-    fn deref_mut(&mut self) -> &mut MultiplexedConnection {
-        &mut self.inner
-    }
-}
+crate::usage::tracked_connection!(RedisConnection, MultiplexedConnection);
 
 impl Drop for RedisConnection {
     /// Closes the socket now, whatever clones of the inner connection remain.

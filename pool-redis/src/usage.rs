@@ -147,6 +147,62 @@ impl Usage {
     }
 }
 
+/// Implements `ConnectionLike` (every command through [`Usage`]) and `Deref`/`DerefMut`
+/// to the inner connection for a wrapper with fields `inner: $inner` and `usage: Usage`.
+macro_rules! tracked_connection {
+    ($wrapper:ty, $inner:ty) => {
+        impl ::redis::aio::ConnectionLike for $wrapper {
+            fn req_packed_command<'a>(
+                &'a mut self,
+                cmd: &'a ::redis::Cmd,
+            ) -> ::redis::RedisFuture<'a, ::redis::Value> {
+                Box::pin(async move {
+                    let call = self.usage.start([cmd], false);
+                    let result = self.inner.req_packed_command(cmd).await;
+                    self.usage.finish(call, result)
+                })
+            }
+
+            fn req_packed_commands<'a>(
+                &'a mut self,
+                pipeline: &'a ::redis::Pipeline,
+                offset: usize,
+                count: usize,
+            ) -> ::redis::RedisFuture<'a, Vec<::redis::Value>> {
+                Box::pin(async move {
+                    let call = self
+                        .usage
+                        .start(pipeline.cmd_iter(), pipeline.is_transaction());
+                    let result = self
+                        .inner
+                        .req_packed_commands(pipeline, offset, count)
+                        .await;
+                    self.usage.finish(call, result)
+                })
+            }
+
+            fn get_db(&self) -> i64 {
+                self.usage.db()
+            }
+        }
+
+        impl ::std::ops::Deref for $wrapper {
+            type Target = $inner;
+
+            fn deref(&self) -> &$inner {
+                &self.inner
+            }
+        }
+
+        impl ::std::ops::DerefMut for $wrapper {
+            fn deref_mut(&mut self) -> &mut $inner {
+                &mut self.inner
+            }
+        }
+    };
+}
+pub(crate) use tracked_connection;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,12 +3,10 @@
 //! serves its key) and what the pool needs to know about the sessions it holds.
 
 use std::collections::BTreeMap;
-use std::ops::{Deref, DerefMut};
 
-use redis::aio::ConnectionLike;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
-use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Value};
+use redis::{Cmd, Pipeline, RedisResult, Value};
 
 use crate::session::Session;
 use crate::usage::Usage;
@@ -142,51 +140,7 @@ impl RedisClusterConnection {
     }
 }
 
-impl ConnectionLike for RedisClusterConnection {
-    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        Box::pin(async move {
-            let call = self.usage.start([cmd], false);
-            let result = self.inner.req_packed_command(cmd).await;
-            self.usage.finish(call, result)
-        })
-    }
-
-    fn req_packed_commands<'a>(
-        &'a mut self,
-        pipeline: &'a Pipeline,
-        offset: usize,
-        count: usize,
-    ) -> RedisFuture<'a, Vec<Value>> {
-        Box::pin(async move {
-            let call = self
-                .usage
-                .start(pipeline.cmd_iter(), pipeline.is_transaction());
-            let result = self
-                .inner
-                .req_packed_commands(pipeline, offset, count)
-                .await;
-            self.usage.finish(call, result)
-        })
-    }
-
-    fn get_db(&self) -> i64 {
-        self.usage.db()
-    }
-}
-
-impl Deref for RedisClusterConnection {
-    type Target = ClusterConnection;
-
-    fn deref(&self) -> &ClusterConnection {
-        &self.inner
-    }
-}
-
-impl DerefMut for RedisClusterConnection {
-    fn deref_mut(&mut self) -> &mut ClusterConnection {
-        &mut self.inner
-    }
-}
+crate::usage::tracked_connection!(RedisClusterConnection, ClusterConnection);
 
 impl std::fmt::Debug for RedisClusterConnection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
