@@ -56,3 +56,46 @@ macro_rules! pool_setters {
         }
     };
 }
+
+/// Writes a driver config builder's setters for optional text settings: each
+/// `name(value: impl Into<String>)` sets the `Option<String>` field `name` of the
+/// builder's config field named before `=>`, with the doc comment written before it.
+///
+/// ```
+/// #[derive(Default)]
+/// pub struct ConfigBuilder {
+///     config: Config,
+/// }
+///
+/// #[derive(Default)]
+/// pub struct Config {
+///     pub host: Option<String>,
+///     pub user: Option<String>,
+/// }
+///
+/// impl ConfigBuilder {
+///     pool_core::string_setters! {
+///         config =>
+///         /// The host.
+///         host;
+///         /// The user.
+///         user;
+///     }
+/// }
+///
+/// let built = ConfigBuilder::default().host("db").user("app").config;
+/// assert_eq!(built.host.as_deref(), Some("db"));
+/// assert_eq!(built.user.as_deref(), Some("app"));
+/// ```
+#[macro_export]
+macro_rules! string_setters {
+    ($config:ident => $($(#[$doc:meta])* $field:ident;)*) => {
+        $(
+            $(#[$doc])*
+            pub fn $field(mut self, value: impl ::core::convert::Into<::std::string::String>) -> Self {
+                self.$config.$field = ::core::option::Option::Some(value.into());
+                self
+            }
+        )*
+    };
+}

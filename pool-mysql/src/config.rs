@@ -285,20 +285,9 @@ pub struct ConfigBuilder {
     config: Config,
 }
 
-macro_rules! string_setters {
-    ($($(#[$doc:meta])* $field:ident;)*) => {
-        $(
-            $(#[$doc])*
-            pub fn $field(mut self, value: impl Into<String>) -> Self {
-                self.config.$field = Some(value.into());
-                self
-            }
-        )*
-    };
-}
-
 impl ConfigBuilder {
-    string_setters! {
+    pool_core::string_setters! {
+        config =>
         /// See [`Config::url`].
         url;
         /// See [`Config::host`].
