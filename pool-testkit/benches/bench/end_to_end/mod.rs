@@ -475,6 +475,28 @@ fn check_targets(targets: &mut Targets, backend: &Backend, results: &BackendResu
 }
 
 /// Turns a setup step's error into the message naming the step.
+/// Our driver's pool around `manager`: `POOL_SIZE` connections opened before timing,
+/// one worker per task made by `worker` from a clone of the pool, closed afterwards.
+pub async fn ours_setup<M: pool_core::Manager>(
+    name: &'static str,
+    manager: M,
+    tasks: usize,
+    worker: fn(pool_core::Pool<M>) -> Box<dyn Worker>,
+) -> Result<Setup, String> {
+    let pool = pool_core::Pool::builder(manager)
+        .max_size(POOL_SIZE)
+        .build()
+        .map_err(failed(name))?;
+    fill(POOL_SIZE, || pool.get()).await?;
+    let workers = (0..tasks).map(|_| worker(pool.clone())).collect();
+    Ok(Setup {
+        workers,
+        close: Box::pin(async move {
+            let _ = pool.close(Duration::from_secs(5)).await;
+        }),
+    })
+}
+
 pub fn failed<E: std::fmt::Display>(what: &'static str) -> impl Fn(E) -> String {
     move |e| format!("{what}: {e}")
 }

@@ -3,12 +3,12 @@
 //! mysql_async connections. deadpool and bb8 publish no MySQL adapter, so mysql_async's
 //! pool is the peer.
 
-use std::time::Duration;
-
 use mysql_async::prelude::Queryable;
 use mysql_async::{Opts, OptsBuilder, PoolConstraints, PoolOpts};
 
-use super::{failed, fill, Backend, BoxFuture, Contender, Kind, Setup, Worker, POOL_SIZE};
+use super::{
+    failed, fill, ours_setup, Backend, BoxFuture, Contender, Kind, Setup, Worker, POOL_SIZE,
+};
 
 const QUERY: &str = "SELECT 1";
 
@@ -71,20 +71,7 @@ impl Worker for Ours {
 fn ours(url: String, tasks: usize) -> BoxFuture<Result<Setup, String>> {
     Box::pin(async move {
         let manager = pool_mysql::Manager::from_url(&url).map_err(failed("pool-mysql"))?;
-        let pool = pool_mysql::Pool::builder(manager)
-            .max_size(POOL_SIZE)
-            .build()
-            .map_err(failed("pool-mysql"))?;
-        fill(POOL_SIZE, || pool.get()).await?;
-        let workers = (0..tasks)
-            .map(|_| Box::new(Ours(pool.clone())) as Box<dyn Worker>)
-            .collect();
-        Ok(Setup {
-            workers,
-            close: Box::pin(async move {
-                let _ = pool.close(Duration::from_secs(5)).await;
-            }),
-        })
+        ours_setup("pool-mysql", manager, tasks, |pool| Box::new(Ours(pool))).await
     })
 }
 

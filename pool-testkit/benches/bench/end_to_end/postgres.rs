@@ -2,11 +2,11 @@
 //! deadpool-postgres (Fast and Verified recycling), bb8-postgres (with and without its
 //! check on every checkout), and direct tokio-postgres clients.
 
-use std::time::Duration;
-
 use tokio_postgres::NoTls;
 
-use super::{failed, fill, Backend, BoxFuture, Contender, Kind, Setup, Worker, POOL_SIZE};
+use super::{
+    failed, fill, ours_setup, Backend, BoxFuture, Contender, Kind, Setup, Worker, POOL_SIZE,
+};
 
 const QUERY: &str = "SELECT 1";
 
@@ -92,20 +92,7 @@ impl Worker for Ours {
 fn ours(url: String, tasks: usize) -> BoxFuture<Result<Setup, String>> {
     Box::pin(async move {
         let manager = pool_postgres::Manager::from_url(&url).map_err(failed("pool-postgres"))?;
-        let pool = pool_postgres::Pool::builder(manager)
-            .max_size(POOL_SIZE)
-            .build()
-            .map_err(failed("pool-postgres"))?;
-        fill(POOL_SIZE, || pool.get()).await?;
-        let workers = (0..tasks)
-            .map(|_| Box::new(Ours(pool.clone())) as Box<dyn Worker>)
-            .collect();
-        Ok(Setup {
-            workers,
-            close: Box::pin(async move {
-                let _ = pool.close(Duration::from_secs(5)).await;
-            }),
-        })
+        ours_setup("pool-postgres", manager, tasks, |pool| Box::new(Ours(pool))).await
     })
 }
 

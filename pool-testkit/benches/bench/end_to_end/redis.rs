@@ -1,9 +1,9 @@
 //! Redis contenders: `PING` through pool-redis, deadpool-redis, bb8-redis (with and
 //! without its `PING` on every checkout), and direct connections (one socket per task).
 
-use std::time::Duration;
-
-use super::{failed, fill, Backend, BoxFuture, Contender, Kind, Setup, Worker, POOL_SIZE};
+use super::{
+    failed, fill, ours_setup, Backend, BoxFuture, Contender, Kind, Setup, Worker, POOL_SIZE,
+};
 
 pub const BACKEND: Backend = Backend {
     key: "redis",
@@ -82,20 +82,7 @@ fn ours(url: String, tasks: usize) -> BoxFuture<Result<Setup, String>> {
         let manager = pool_redis::Manager::from_url(&url)
             .map_err(failed("pool-redis"))?
             .client_name(CLIENT_NAME);
-        let pool = pool_redis::Pool::builder(manager)
-            .max_size(POOL_SIZE)
-            .build()
-            .map_err(failed("pool-redis"))?;
-        fill(POOL_SIZE, || pool.get()).await?;
-        let workers = (0..tasks)
-            .map(|_| Box::new(Ours(pool.clone())) as Box<dyn Worker>)
-            .collect();
-        Ok(Setup {
-            workers,
-            close: Box::pin(async move {
-                let _ = pool.close(Duration::from_secs(5)).await;
-            }),
-        })
+        ours_setup("pool-redis", manager, tasks, |pool| Box::new(Ours(pool))).await
     })
 }
 
