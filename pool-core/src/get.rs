@@ -164,9 +164,15 @@ impl<M: Manager> Future for Get<'_, M> {
             let shared = this.shared;
             let next = match Pin::new(&mut *turn).poll(cx) {
                 Poll::Ready(Grant::Conn(idle, broken_at)) => {
-                    // Handed straight from a return, which read the clock a moment
-                    // ago: that reading serves as "now" for the checks.
-                    let now = idle.idle_since.max(started);
+                    // A connection that went idle after this caller joined the line was
+                    // handed straight over by its return, which read the clock a moment
+                    // ago: that reading serves as "now". One idle from before (handed
+                    // over by `dispatch` or `retain`) may have become due meanwhile.
+                    let now = if idle.idle_since >= started {
+                        idle.idle_since
+                    } else {
+                        clock::now()
+                    };
                     let taken = TakenIdle {
                         shared,
                         idle: Some(idle),
