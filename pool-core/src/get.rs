@@ -45,12 +45,13 @@ impl Wait {
         }
     }
 
-    /// When a `get` that started at `started` must give up waiting.
+    /// When a `get` that started at `started` (a [`clock::recent`] reading) must give
+    /// up waiting.
     fn deadline(self, started: Instant) -> Option<Instant> {
         match self {
             Wait::Forever => None,
             Wait::No => Some(started),
-            Wait::For(limit) => Some(started + limit),
+            Wait::For(limit) => Some(clock::deadline(started, limit)),
         }
     }
 
@@ -131,7 +132,11 @@ impl<M: Manager> Future for Get<'_, M> {
                 this.state = GetState::Done;
                 return Poll::Ready(Err(PoolError::NoRuntime));
             }
-            let now = clock::now();
+            let now = clock::recent();
+            if let Some(pooled) = shared.take_ready(now, caller) {
+                this.state = GetState::Done;
+                return Poll::Ready(Ok(pooled));
+            }
             this.state = match shared.decide(now, wait, cx.waker()) {
                 Step::Idle(taken) => match shared.checkout_now(taken, now, caller, now) {
                     Ok(pooled) => {
@@ -171,7 +176,7 @@ impl<M: Manager> Future for Get<'_, M> {
                     let now = if idle.idle_since >= started {
                         idle.idle_since
                     } else {
-                        clock::now()
+                        clock::recent()
                     };
                     let taken = TakenIdle {
                         shared,
@@ -384,8 +389,39 @@ impl<M: Manager> Shared<M> {
         }
     }
 
-    /// The fast path: an idle connection that is not expired, not known broken, needs
-    /// no check and has no `before_checkout` hook to run becomes a checkout at once.
+    /// The fast path: the next idle connection, if it is ready to hand out as it is
+    /// (not expired, not dirty, not suspect, not due a check, no `before_checkout` hook
+    /// to run), taken under one short lock with nothing else decided. `None` leaves
+    /// the pool as it was (or, if the driver reports the connection broken, closes
+    /// it): the caller goes on to [`decide`](Self::decide).
+    #[inline]
+    fn take_ready(
+        self: &Arc<Self>,
+        now: Instant,
+        caller: &'static Location<'static>,
+    ) -> Option<Pooled<M>> {
+        if !self.hooks.before_checkout.is_empty() {
+            return None;
+        }
+        let mut conn = {
+            let mut st = self.lock();
+            let idle = st.next_idle()?;
+            if idle.conn.info.expires_at.is_some_and(|at| at <= now)
+                || self.check_reason(idle, st.broken_at, now).is_some()
+            {
+                return None;
+            }
+            st.take_idle()?.conn
+        };
+        if self.reports_broken(&mut conn) {
+            self.close_conn(conn, CloseReason::Broken);
+            return None;
+        }
+        Some(self.into_pooled(conn, now, caller, now))
+    }
+
+    /// An idle connection that is not expired, not known broken, needs no check and
+    /// has no `before_checkout` hook to run becomes a checkout at once.
     fn checkout_now<'a>(
         self: &'a Arc<Self>,
         mut taken: TakenIdle<'a, M>,

@@ -82,6 +82,21 @@
 //! [`Pool::upkeep`], that you run on any executor; [`Pool::spawn_upkeep`] spawns it on
 //! tokio.
 //!
+//! # Time
+//! The pool measures ages, lifetimes and idle times on the monotonic clock. The
+//! checkout and the return read a coarse one (on Linux `CLOCK_MONOTONIC_COARSE`, a
+//! fifth of the cost), so a lifetime or check interval may be noticed up to one kernel
+//! tick (1 to 10 ms) late; a wait never ends before its timeout. Tests that pause
+//! tokio's time (`tokio::time::pause`) and expect the pool's ages to move with it turn
+//! on the `test-util` feature, under which the pool reads tokio's clock:
+//!
+//! ```toml
+//! [dev-dependencies]
+//! pool-core = { version = "0.1", features = ["test-util"] }
+//! ```
+//!
+//! The driver crates pass the feature on under the same name.
+//!
 //! # Observability
 //! `tracing` spans `pool.acquire.wait`, `pool.connect` and `pool.recycle`, and events
 //! for opened and closed connections (with the reason), connect failures, timeouts and

@@ -641,7 +641,7 @@ impl<M: Manager> Shared<M> {
                 Err(reason) => verdict = Some(reason),
             }
         }
-        let now = clock::now();
+        let now = clock::recent();
         if verdict.is_none() && conn.info.expires_at.is_some_and(|at| at <= now) {
             verdict = Some(CloseReason::Lifetime);
         }

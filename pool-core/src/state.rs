@@ -183,6 +183,16 @@ impl<C> State<C> {
         self.connecting += 1;
     }
 
+    /// The idle connection [`take_idle`](Self::take_idle) would take next.
+    #[inline]
+    pub(crate) fn next_idle(&self) -> Option<&Idle<C>> {
+        match self.limits.reuse {
+            Reuse::MostRecent => self.idle.back(),
+            Reuse::Fifo => self.idle.front(),
+        }
+    }
+
+    #[inline]
     pub(crate) fn take_idle(&mut self) -> Option<Idle<C>> {
         match self.limits.reuse {
             Reuse::MostRecent => self.idle.pop_back(),
