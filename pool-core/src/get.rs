@@ -24,7 +24,7 @@ use tracing::Instrument;
 
 use crate::metrics::CloseReason;
 use crate::pool::{Opened, Shared, SlotGuard};
-use crate::state::{Grant, Idle, Open};
+use crate::state::{Grant, Idle, Open, State, Watchdog};
 use crate::waiters::{Polled, WaitKey};
 use crate::{clock, Manager, PoolError, Pooled, TimeoutKind};
 
@@ -137,7 +137,11 @@ impl<M: Manager> Future for Get<'_, M> {
                 this.state = GetState::Done;
                 return Poll::Ready(Ok(pooled));
             }
-            this.state = match shared.decide(now, wait, cx.waker()) {
+            let watch = match wait {
+                Wait::For(_) => wait.deadline(now),
+                Wait::Forever | Wait::No => None,
+            };
+            this.state = match shared.decide(now, wait, cx.waker(), watch) {
                 Step::Idle(taken) => match shared.checkout_now(taken, now, caller, now) {
                     Ok(pooled) => {
                         this.state = GetState::Done;
@@ -191,10 +195,18 @@ impl<M: Manager> Future for Get<'_, M> {
                         Err(taken) => shared.slow(wait, caller, started, now, Step::Idle(taken)),
                     }
                 }
+                Poll::Ready(Grant::Expired) => {
+                    this.state = GetState::Done;
+                    return Poll::Ready(Err(shared.timeout_error(TimeoutKind::Wait, wait.bound())));
+                }
                 Poll::Ready(grant) => {
                     shared.slow(wait, caller, started, clock::now(), Step::Granted(grant))
                 }
                 Poll::Pending => {
+                    // The watchdog keeps this caller's deadline: no timer of its own.
+                    if turn.watched {
+                        return Poll::Pending;
+                    }
                     let Some(wake_at) = *wake_at else {
                         return Poll::Pending;
                     };
@@ -269,6 +281,8 @@ pub(crate) struct WaitTurn<'a, M: Manager> {
     /// caller is polled with that same waker, a grant always wakes it, so a poll
     /// before any wake-up need not take the lock to look.
     joined_with: Option<Waker>,
+    /// The pool's watchdog keeps this caller's deadline (as of its last look).
+    watched: bool,
 }
 
 impl<M: Manager> Future for WaitTurn<'_, M> {
@@ -286,7 +300,10 @@ impl<M: Manager> Future for WaitTurn<'_, M> {
                 self.key = None;
                 Poll::Ready(grant)
             }
-            Polled::Pending => Poll::Pending,
+            Polled::Pending { watched } => {
+                self.watched = watched;
+                Poll::Pending
+            }
         }
     }
 }
@@ -305,7 +322,13 @@ impl<M: Manager> Drop for WaitTurn<'_, M> {
                 Some(Grant::Conn(idle, _)) if st.closed => closing = Some(idle.conn),
                 Some(Grant::Conn(idle, _)) => st.put_back(idle, &mut wake),
                 Some(Grant::Slot) => st.unreserve(now, &mut wake),
-                Some(Grant::Closed | Grant::Unavailable { .. } | Grant::Retry { .. }) | None => {}
+                Some(
+                    Grant::Closed
+                    | Grant::Unavailable { .. }
+                    | Grant::Retry { .. }
+                    | Grant::Expired,
+                )
+                | None => {}
             }
         }
         wake.wake();
@@ -332,20 +355,24 @@ pub(crate) enum Step<'a, M: Manager> {
 
 impl<M: Manager> Shared<M> {
     /// Looks at the pool once, under one lock, and decides the caller's next step. A
-    /// caller who must wait joins the line with `waker`.
+    /// caller who must wait joins the line with `waker`, and with `watch`, its
+    /// deadline, handed to the pool's watchdog if it can keep it (else the caller
+    /// keeps its own timer).
     pub(crate) fn decide<'a>(
         self: &'a Arc<Self>,
         now: Instant,
         wait: Wait,
         waker: &Waker,
+        watch: Option<Instant>,
     ) -> Step<'a, M> {
         enum Raw<C> {
             Idle(Idle<C>, Option<Instant>),
             Open,
-            Wait(WaitKey, Option<Instant>),
+            Wait(WaitKey, Option<Instant>, bool),
             Granted(Grant<C>),
             Exhausted,
         }
+        let mut watchdog_waker = None;
         let raw = {
             let mut st = self.lock();
             if st.closed {
@@ -362,13 +389,28 @@ impl<M: Manager> Shared<M> {
                         Raw::Granted(st.backoff_grant(retry_at))
                     }
                     _ if matches!(wait, Wait::No) => Raw::Exhausted,
-                    Open::BackingOff { retry_at } => {
-                        Raw::Wait(st.waiters.push_back(Some(waker.clone())), Some(retry_at))
+                    Open::BackingOff { retry_at } => Raw::Wait(
+                        st.waiters.push_back(Some(waker.clone()), None),
+                        Some(retry_at),
+                        false,
+                    ),
+                    Open::Later => {
+                        let watch = watch.filter(|&deadline| self.watch(&mut st, deadline));
+                        if watch.is_some() {
+                            if let Watchdog::Parked(parked) = &mut st.watchdog {
+                                watchdog_waker = parked.take();
+                                st.watchdog = Watchdog::Running;
+                            }
+                        }
+                        let key = st.waiters.push_back(Some(waker.clone()), watch);
+                        Raw::Wait(key, None, watch.is_some())
                     }
-                    Open::Later => Raw::Wait(st.waiters.push_back(Some(waker.clone())), None),
                 }
             }
         };
+        if let Some(waker) = watchdog_waker {
+            waker.wake();
+        }
         match raw {
             Raw::Idle(idle, broken_at) => Step::Idle(TakenIdle {
                 shared: self,
@@ -376,17 +418,47 @@ impl<M: Manager> Shared<M> {
                 broken_at,
             }),
             Raw::Open => Step::Open(SlotGuard::adopt(self)),
-            Raw::Wait(key, retry_at) => Step::Wait(
+            Raw::Wait(key, retry_at, watched) => Step::Wait(
                 WaitTurn {
                     shared: self,
                     key: Some(key),
                     joined_with: Some(waker.clone()),
+                    watched,
                 },
                 retry_at,
             ),
             Raw::Granted(grant) => Step::Granted(grant),
             Raw::Exhausted => Step::Exhausted,
         }
+    }
+
+    /// Whether the watchdog can keep a deadline for a caller about to join the line,
+    /// spawning it if there is none yet.
+    fn watch(self: &Arc<Self>, st: &mut State<M::Connection>, deadline: Instant) -> bool {
+        if !st.waiters.in_watch_order(deadline) {
+            return false;
+        }
+        match st.watchdog {
+            // It would wake too late for this one.
+            Watchdog::Sleeping(until) => until <= deadline,
+            Watchdog::Running | Watchdog::Parked(_) => true,
+            Watchdog::Absent => {
+                let spawned = self.spawn_watchdog();
+                if spawned {
+                    st.watchdog = Watchdog::Running;
+                }
+                spawned
+            }
+        }
+    }
+
+    /// Spawns the pool's watchdog where the runtime is tokio and this is inside it.
+    fn spawn_watchdog(self: &Arc<Self>) -> bool {
+        #[cfg(all(feature = "tokio", not(pool_model)))]
+        if matches!(self.runtime, Some(crate::Runtime::Tokio1)) {
+            return crate::watchdog::spawn(self);
+        }
+        false
     }
 
     /// The fast path: the next idle connection, if it is ready to hand out as it is
@@ -521,6 +593,7 @@ impl<M: Manager> Shared<M> {
                 }
                 Grant::Slot => return self.open_for(SlotGuard::adopt(self), caller, started).await,
                 Grant::Closed => return Err(PoolError::Closed),
+                Grant::Expired => return Err(self.timeout_error(TimeoutKind::Wait, wait.bound())),
                 Grant::Retry { retry_at } if retry_at > now => {
                     let limit = deadline;
                     if self.runtime.is_none() || limit.is_some_and(|end| end <= now) {
@@ -550,7 +623,9 @@ impl<M: Manager> Shared<M> {
                     })
                 }
             }
-            step = poll_fn(|cx| Poll::Ready(self.decide(now, wait, cx.waker()))).await;
+            // Back in line after a failed attempt its deadline may be out of the
+            // line's order: it keeps its own timer.
+            step = poll_fn(|cx| Poll::Ready(self.decide(now, wait, cx.waker(), None))).await;
         }
     }
 

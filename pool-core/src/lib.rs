@@ -140,6 +140,8 @@ mod state;
 mod sync;
 mod upkeep;
 mod waiters;
+#[cfg(all(feature = "tokio", not(pool_model)))]
+mod watchdog;
 
 pub use builder::Builder;
 pub use config::{PoolConfig, Reuse};

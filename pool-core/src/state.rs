@@ -45,6 +45,23 @@ pub(crate) enum Grant<C> {
     /// A connect just failed and nothing can come back: wait out the back-off, then
     /// try again (one caller probes, the rest queue behind it).
     Retry { retry_at: Instant },
+    /// The watchdog found the caller's deadline passed: it has left the line.
+    #[cfg_attr(not(all(feature = "tokio", not(pool_model))), allow(dead_code))]
+    Expired,
+}
+
+/// The pool's one timer for the deadlines of waiting callers (see `watchdog.rs`),
+/// which exists only with tokio.
+#[cfg_attr(not(all(feature = "tokio", not(pool_model))), allow(dead_code))]
+pub(crate) enum Watchdog {
+    /// None runs: the first caller to wait with a watched deadline spawns it.
+    Absent,
+    /// Spawned or woken, and will look at the line before it sleeps again.
+    Running,
+    /// Asleep until this moment, the earliest watched deadline when it last looked.
+    Sleeping(Instant),
+    /// No watched deadline in line: asleep until a caller brings one (its waker).
+    Parked(Option<Waker>),
 }
 
 /// Consecutive connect failures after which the database is taken to be down, and
@@ -125,6 +142,18 @@ pub(crate) struct State<C> {
     upkeep_notified: bool,
     close_wakers: Vec<Waker>,
     pub(crate) limits: Limits,
+    pub(crate) watchdog: Watchdog,
+}
+
+impl<C> Drop for State<C> {
+    fn drop(&mut self) {
+        // The pool is gone: let a parked watchdog see it and end.
+        if let Watchdog::Parked(Some(waker)) =
+            std::mem::replace(&mut self.watchdog, Watchdog::Absent)
+        {
+            waker.wake();
+        }
+    }
 }
 
 impl<C> State<C> {
@@ -144,6 +173,7 @@ impl<C> State<C> {
             upkeep_notified: false,
             close_wakers: Vec::new(),
             limits,
+            watchdog: Watchdog::Absent,
         }
     }
 

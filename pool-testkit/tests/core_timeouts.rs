@@ -417,3 +417,99 @@ async fn slow_operations_within_their_timeouts_all_complete() {
     let status = pool.status();
     assert_eq!((status.size, status.in_use), (MAX, 0), "{status:?}");
 }
+
+/// Callers waiting with the usual `wait_timeout` hand their deadlines to the pool's
+/// one watchdog: each still fails after exactly its own bound, in the order they came,
+/// and the line is empty afterwards.
+#[tokio::test(start_paused = true)]
+async fn many_waiters_each_time_out_at_their_own_bound() {
+    let (pool, _control) = pool(|b| b.max_size(1).wait_timeout(100 * MS));
+    let _held = pool.get().await.unwrap();
+    let mut waiters = Vec::new();
+    for i in 0..20u32 {
+        waiters.push(tokio::spawn({
+            let pool = pool.clone();
+            async move {
+                let started = Instant::now();
+                let err = pool.get().await.unwrap_err();
+                (started.elapsed(), err)
+            }
+        }));
+        yield_until("the caller to wait", 100, || {
+            pool.status().waiting == i as usize + 1
+        })
+        .await;
+        // Spread the deadlines apart.
+        tokio::time::sleep(3 * MS).await;
+    }
+    for waiter in waiters {
+        let (elapsed, err) = waiter.await.unwrap();
+        assert_eq!(err.timeout_kind(), Some(TimeoutKind::Wait), "{err:?}");
+        assert!(elapsed >= 100 * MS, "fired early: {elapsed:?}");
+        assert!(elapsed < 105 * MS, "fired late: {elapsed:?}");
+    }
+    assert_eq!(pool.status().waiting, 0);
+}
+
+/// The watchdog runs on the runtime of the first caller that waited. When that
+/// runtime shuts down, callers on another runtime that relied on it keep their own
+/// deadlines instead of waiting forever, and a later wait gets a new watchdog.
+#[test]
+fn waiters_outlive_the_runtime_that_ran_the_watchdog() {
+    let (pool, _control) = pool(|b| b.max_size(1).wait_timeout(300 * MS));
+    let first = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let second = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let held = first.block_on(pool.get()).unwrap();
+
+    // A caller on the first runtime waits: the watchdog is spawned there, and neither
+    // runs once `block_on` returns.
+    first.block_on(async {
+        tokio::spawn({
+            let pool = pool.clone();
+            async move { pool.get().await.map(drop) }
+        });
+        yield_until("the first caller to wait", 100, || {
+            pool.status().waiting == 1
+        })
+        .await;
+    });
+
+    // A caller on the second runtime joins behind it, relying on that watchdog.
+    let late = second.spawn({
+        let pool = pool.clone();
+        async move {
+            let started = std::time::Instant::now();
+            let result = pool.get().await.map(drop);
+            (started.elapsed(), result)
+        }
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while pool.status().waiting < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the second caller never waited"
+        );
+        std::thread::yield_now();
+    }
+
+    drop(first);
+    let (elapsed, result) = second
+        .block_on(async { tokio::time::timeout(Duration::from_secs(5), late).await })
+        .expect("the second caller still waited 5 s after its 300 ms bound")
+        .unwrap();
+    let err = result.unwrap_err();
+    assert_eq!(err.timeout_kind(), Some(TimeoutKind::Wait), "{err:?}");
+    assert!(elapsed >= 300 * MS, "fired early: {elapsed:?}");
+
+    // The next wait, on the second runtime, is watched again and times out too.
+    let err = second.block_on(pool.get()).unwrap_err();
+    assert_eq!(err.timeout_kind(), Some(TimeoutKind::Wait), "{err:?}");
+    drop(held);
+}

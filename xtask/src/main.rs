@@ -198,7 +198,15 @@ fn test() -> Result<(), String> {
     // `--all-features` turns on pool-core's `test-util` and `metrics`, under which the
     // pool reads only the precise clock: lint and test the coarse clock of a normal
     // build too.
-    run_cargo(&["clippy", "-p", "pool-core", "--all-targets", "--", "-D", "warnings"])?;
+    run_cargo(&[
+        "clippy",
+        "-p",
+        "pool-core",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ])?;
     run_cargo(&["test", "--workspace", "--all-features"])?;
     run_cargo(&["test", "-p", "pool-core", "--lib"])?;
     model_check()?;
