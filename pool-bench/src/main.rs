@@ -20,6 +20,14 @@
 //! cargo xtask bench checkout spike        # only these scenarios
 //! cargo xtask bench postgres --only pool  # one backend, contenders whose name has "pool"
 //! ```
+//!
+//! xtask runs this binary with `cargo run --release -p pool-bench -- --out target/bench`
+//! (the smoke run of `cargo xtask test`: `cargo run -p pool-bench -- --quick --out
+//! target/bench-smoke`). It is a package of its own rather than a bench target of
+//! pool-testkit because a bench target is built with its package's dev-dependencies,
+//! and pool-testkit's turn on tokio's `test-util`, which slows every clock read of the
+//! pool it measures and is in no user's build; nothing this package depends on turns
+//! it on.
 
 mod alloc;
 mod checkout;
@@ -43,7 +51,7 @@ use targets::Targets;
 static ALLOCATOR: alloc::Counting = alloc::Counting;
 
 const USAGE: &str = "\
-usage: bench [--quick] [--only NAME]... [--out DIR] [SCENARIO]...
+usage: pool-bench [--quick] [--only NAME]... [--out DIR] [SCENARIO]...
 
   --quick        every scenario with tiny parameters, in seconds (also BENCH_QUICK=1)
   --only NAME    run only contenders whose name contains NAME (repeatable)
@@ -79,8 +87,6 @@ impl Options {
                     .only
                     .push(args.next().ok_or("--only needs a contender name")?),
                 "--out" => options.out = Some(args.next().ok_or("--out needs a directory")?.into()),
-                // `cargo bench` adds `--bench`.
-                "--bench" => {}
                 "e2e" => options.scenarios.extend(["postgres", "mysql", "redis"]),
                 flag if flag.starts_with('-') => return Err(format!("unknown option `{flag}`")),
                 word => match SCENARIOS.iter().find(|s| **s == word) {
@@ -117,9 +123,9 @@ impl Options {
         let target = std::env::var_os("CARGO_TARGET_DIR")
             .map(PathBuf::from)
             .or_else(|| {
-                // target/<profile>/deps/bench-<hash>
+                // target/<profile>/pool-bench
                 let exe = std::env::current_exe().ok()?;
-                exe.ancestors().nth(3).map(PathBuf::from)
+                exe.ancestors().nth(2).map(PathBuf::from)
             })
             .unwrap_or_else(|| PathBuf::from("target"));
         target.join("bench")
@@ -138,7 +144,7 @@ fn main() -> ExitCode {
     let options = match Options::parse(std::env::args().skip(1)) {
         Ok(options) => options,
         Err(e) => {
-            eprintln!("bench: {e}\n\n{USAGE}");
+            eprintln!("pool-bench: {e}\n\n{USAGE}");
             return ExitCode::from(2);
         }
     };
@@ -198,10 +204,10 @@ fn main() -> ExitCode {
     let written = report.write();
     match &written {
         Ok(path) => println!("report written to {}", path.display()),
-        Err(e) => eprintln!("bench: {e}"),
+        Err(e) => eprintln!("pool-bench: {e}"),
     }
     if !report.problems().is_empty() {
-        eprintln!("bench: failed:");
+        eprintln!("pool-bench: failed:");
         for problem in report.problems() {
             eprintln!("  {problem}");
         }

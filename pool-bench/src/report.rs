@@ -128,7 +128,7 @@ impl Report {
 
     /// Something that makes this run fail (after the report is written).
     pub fn problem(&mut self, problem: String) {
-        eprintln!("bench: problem: {problem}");
+        eprintln!("pool-bench: problem: {problem}");
         self.problems.push(problem);
     }
 
