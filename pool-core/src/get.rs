@@ -25,6 +25,7 @@ use tracing::Instrument;
 use crate::metrics::CloseReason;
 use crate::pool::{Opened, Shared, SlotGuard};
 use crate::state::{Grant, Idle, Open, State, Watchdog};
+use crate::sync::MutexGuard;
 use crate::waiters::{Polled, WaitKey};
 use crate::{clock, Manager, PoolError, Pooled, TimeoutKind};
 
@@ -65,6 +66,9 @@ impl Wait {
 }
 
 type GetResult<M> = Result<Pooled<M>, PoolError<<M as Manager>::Error>>;
+
+/// The pool's state, locked.
+type Locked<'a, M> = MutexGuard<'a, State<<M as Manager>::Connection>>;
 
 /// The future of [`Pool::get`](crate::Pool::get) and its siblings.
 ///
@@ -126,6 +130,9 @@ impl<M: Manager> Future for Get<'_, M> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
+        // Joined the line in this very poll, with this poll's waker: a grant would wake
+        // it, so there is nothing to look at yet.
+        let mut just_joined = false;
         if let GetState::Start { wait, caller } = this.state {
             let shared = this.shared;
             if matches!(wait, Wait::For(_)) && shared.runtime.is_none() {
@@ -133,15 +140,18 @@ impl<M: Manager> Future for Get<'_, M> {
                 return Poll::Ready(Err(PoolError::NoRuntime));
             }
             let now = clock::recent();
-            if let Some(pooled) = shared.take_ready(now, caller) {
-                this.state = GetState::Done;
-                return Poll::Ready(Ok(pooled));
-            }
+            let locked = match shared.take_ready(now, caller) {
+                Ok(pooled) => {
+                    this.state = GetState::Done;
+                    return Poll::Ready(Ok(pooled));
+                }
+                Err(locked) => locked,
+            };
             let watch = match wait {
                 Wait::For(_) => wait.deadline(now),
                 Wait::Forever | Wait::No => None,
             };
-            this.state = match shared.decide(now, wait, cx.waker(), watch) {
+            this.state = match shared.decide(locked, now, wait, cx.waker(), watch) {
                 Step::Idle(taken) => match shared.checkout_now(taken, now, caller, now) {
                     Ok(pooled) => {
                         this.state = GetState::Done;
@@ -149,14 +159,17 @@ impl<M: Manager> Future for Get<'_, M> {
                     }
                     Err(taken) => shared.slow(wait, caller, now, now, Step::Idle(taken)),
                 },
-                Step::Wait(turn, retry_at) => GetState::Waiting {
-                    turn,
-                    wait,
-                    caller,
-                    started: now,
-                    wake_at: earliest(wait.deadline(now), retry_at),
-                    timer: None,
-                },
+                Step::Wait(turn, retry_at) => {
+                    just_joined = true;
+                    GetState::Waiting {
+                        turn,
+                        wait,
+                        caller,
+                        started: now,
+                        wake_at: earliest(wait.deadline(now), retry_at),
+                        timer: None,
+                    }
+                }
                 step => shared.slow(wait, caller, now, now, step),
             };
         }
@@ -171,7 +184,12 @@ impl<M: Manager> Future for Get<'_, M> {
         {
             let (wait, caller, started) = (*wait, *caller, *started);
             let shared = this.shared;
-            let next = match Pin::new(&mut *turn).poll(cx) {
+            let polled = if just_joined {
+                Poll::Pending
+            } else {
+                Pin::new(&mut *turn).poll(cx)
+            };
+            let next = match polled {
                 Poll::Ready(Grant::Conn(idle, broken_at)) => {
                     // A connection that went idle after this caller joined the line was
                     // handed straight over by its return, which read the clock a moment
@@ -277,10 +295,6 @@ impl<M: Manager> Drop for TakenIdle<'_, M> {
 pub(crate) struct WaitTurn<'a, M: Manager> {
     shared: &'a Arc<Shared<M>>,
     key: Option<WaitKey>,
-    /// The waker stored with the place when the caller joined the line. While the
-    /// caller is polled with that same waker, a grant always wakes it, so a poll
-    /// before any wake-up need not take the lock to look.
-    joined_with: Option<Waker>,
     /// The pool's watchdog keeps this caller's deadline (as of its last look).
     watched: bool,
 }
@@ -288,13 +302,8 @@ pub(crate) struct WaitTurn<'a, M: Manager> {
 impl<M: Manager> Future for WaitTurn<'_, M> {
     type Output = Grant<M::Connection>;
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        if let Some(joined_with) = self.joined_with.take() {
-            if joined_with.will_wake(cx.waker()) {
-                return Poll::Pending;
-            }
-        }
         let key = self.key.expect("WaitTurn polled after completion");
-        let polled = self.shared.lock().waiters.poll(key, cx.waker());
+        let polled = self.shared.lock().poll_wait(key, cx.waker());
         match polled {
             Polled::Ready(grant) => {
                 self.key = None;
@@ -316,7 +325,7 @@ impl<M: Manager> Drop for WaitTurn<'_, M> {
         let mut closing = None;
         {
             let mut st = self.shared.lock();
-            match st.waiters.cancel(key) {
+            match st.cancel_wait(key) {
                 // Handed over before `close`, which could not reach it: parked idle it
                 // would outlive the close, so it is closed instead.
                 Some(Grant::Conn(idle, _)) if st.closed => closing = Some(idle.conn),
@@ -360,6 +369,7 @@ impl<M: Manager> Shared<M> {
     /// keeps its own timer).
     pub(crate) fn decide<'a>(
         self: &'a Arc<Self>,
+        locked: Option<Locked<'a, M>>,
         now: Instant,
         wait: Wait,
         waker: &Waker,
@@ -374,7 +384,7 @@ impl<M: Manager> Shared<M> {
         }
         let mut watchdog_waker = None;
         let raw = {
-            let mut st = self.lock();
+            let mut st = locked.unwrap_or_else(|| self.lock());
             if st.closed {
                 Raw::Granted(Grant::Closed)
             } else if let Some(idle) = st.take_idle() {
@@ -422,7 +432,6 @@ impl<M: Manager> Shared<M> {
                 WaitTurn {
                     shared: self,
                     key: Some(key),
-                    joined_with: Some(waker.clone()),
                     watched,
                 },
                 retry_at,
@@ -463,33 +472,37 @@ impl<M: Manager> Shared<M> {
 
     /// The fast path: the next idle connection, if it is ready to hand out as it is
     /// (not expired, not dirty, not suspect, not due a check, no `before_checkout` hook
-    /// to run), taken under one short lock with nothing else decided. `None` leaves
-    /// the pool as it was (or, if the driver reports the connection broken, closes
-    /// it): the caller goes on to [`decide`](Self::decide).
+    /// to run), taken under one short lock with nothing else decided. Otherwise the
+    /// caller goes on to [`decide`](Self::decide), with the lock still held if it was
+    /// taken (one lock for both), or after closing the connection if the driver
+    /// reported it broken.
     #[inline]
-    fn take_ready(
-        self: &Arc<Self>,
+    fn take_ready<'a>(
+        self: &'a Arc<Self>,
         now: Instant,
         caller: &'static Location<'static>,
-    ) -> Option<Pooled<M>> {
+    ) -> Result<Pooled<M>, Option<Locked<'a, M>>> {
         if !self.hooks.before_checkout.is_empty() {
-            return None;
+            return Err(None);
         }
         let mut conn = {
             let mut st = self.lock();
-            let idle = st.next_idle()?;
-            if idle.conn.info.expires_at.is_some_and(|at| at <= now)
-                || self.check_reason(idle, st.broken_at, now).is_some()
-            {
-                return None;
+            let ready = st.next_idle().is_some_and(|idle| {
+                idle.conn.info.expires_at.is_none_or(|at| at > now)
+                    && self.check_reason(idle, st.broken_at, now).is_none()
+            });
+            if !ready {
+                return Err(Some(st));
             }
-            st.take_idle()?.conn
+            st.take_idle()
+                .expect("the next idle connection was just seen")
+                .conn
         };
         if self.reports_broken(&mut conn) {
             self.close_conn(conn, CloseReason::Broken);
-            return None;
+            return Err(None);
         }
-        Some(self.into_pooled(conn, now, caller, now))
+        Ok(self.into_pooled(conn, now, caller, now))
     }
 
     /// An idle connection that is not expired, not known broken, needs no check and
@@ -618,14 +631,14 @@ impl<M: Manager> Shared<M> {
                     retry_at,
                 } => {
                     return Err(PoolError::Unavailable {
-                        last_error,
+                        last_error: last_error.to_string(),
                         retry_in: retry_at.saturating_duration_since(now),
                     })
                 }
             }
             // Back in line after a failed attempt its deadline may be out of the
             // line's order: it keeps its own timer.
-            step = poll_fn(|cx| Poll::Ready(self.decide(now, wait, cx.waker(), None))).await;
+            step = poll_fn(|cx| Poll::Ready(self.decide(None, now, wait, cx.waker(), None))).await;
         }
     }
 
@@ -652,5 +665,34 @@ fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
+    }
+}
+#[cfg(all(test, target_pointer_width = "64"))]
+mod tests {
+    use std::convert::Infallible;
+
+    struct NoIo;
+
+    #[async_trait::async_trait]
+    impl crate::Manager for NoIo {
+        type Connection = u64;
+        type Error = Infallible;
+        async fn connect(&self) -> Result<u64, Infallible> {
+            Ok(0)
+        }
+        async fn recycle(&self, _: &mut u64, _: &crate::ConnectionInfo) -> Result<(), Infallible> {
+            Ok(())
+        }
+    }
+
+    /// What a waiting caller costs the pool: its `get` future plus its slot in line
+    /// (the bound is 200 bytes; the slab grows by a quarter at most).
+    #[test]
+    fn a_waiting_caller_costs_under_200_bytes() {
+        let future = std::mem::size_of::<super::Get<'static, NoIo>>();
+        let slot = crate::waiters::slot_size::<crate::state::Given>();
+        assert!(future <= 112, "the get future grew to {future} bytes");
+        assert!(slot <= 48, "a slot in line grew to {slot} bytes");
+        assert!(future + slot * 5 / 4 < 200);
     }
 }

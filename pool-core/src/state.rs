@@ -8,10 +8,11 @@
 //! one. Nothing here awaits or calls user code.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
-use crate::waiters::WaitQueue;
+use crate::waiters::{Polled, WaitKey, WaitQueue};
 use crate::{ConnectionInfo, Reuse, Status};
 
 /// A live connection and what the pool knows about it.
@@ -39,7 +40,7 @@ pub(crate) enum Grant<C> {
     Closed,
     /// The database is down and nothing can come back: fail at once.
     Unavailable {
-        last_error: String,
+        last_error: Arc<str>,
         retry_at: Instant,
     },
     /// A connect just failed and nothing can come back: wait out the back-off, then
@@ -48,6 +49,53 @@ pub(crate) enum Grant<C> {
     /// The watchdog found the caller's deadline passed: it has left the line.
     #[cfg_attr(not(all(feature = "tokio", not(pool_model))), allow(dead_code))]
     Expired,
+}
+
+/// A grant as the line keeps it until its caller takes it: small, so each slot of a
+/// line thousands long stays small. A connection handed over waits in
+/// [`State::handoffs`] meanwhile, under the key given here.
+pub(crate) enum Given {
+    Conn(u32),
+    Slot,
+    Closed,
+    Unavailable {
+        last_error: Arc<str>,
+        retry_at: Instant,
+    },
+    Retry {
+        retry_at: Instant,
+    },
+    #[cfg_attr(not(all(feature = "tokio", not(pool_model))), allow(dead_code))]
+    Expired,
+}
+
+/// Connections handed to callers who have not taken them yet, by key; at most one
+/// per connection, so it never grows past `max_size` entries.
+pub(crate) struct Handoffs<C> {
+    slots: Vec<Option<(Idle<C>, Option<Instant>)>>,
+    free: Vec<u32>,
+}
+
+impl<C> Handoffs<C> {
+    fn insert(&mut self, handoff: (Idle<C>, Option<Instant>)) -> u32 {
+        match self.free.pop() {
+            Some(key) => {
+                self.slots[key as usize] = Some(handoff);
+                key
+            }
+            None => {
+                self.slots.push(Some(handoff));
+                u32::try_from(self.slots.len() - 1).expect("fewer than 2^32 connections")
+            }
+        }
+    }
+
+    fn take(&mut self, key: u32) -> (Idle<C>, Option<Instant>) {
+        self.free.push(key);
+        self.slots[key as usize]
+            .take()
+            .expect("a handoff is taken once")
+    }
 }
 
 /// The pool's one timer for the deadlines of waiting callers (see `watchdog.rs`),
@@ -131,7 +179,8 @@ pub(crate) struct State<C> {
     pub(crate) connecting: usize,
     pub(crate) max_size: usize,
     pub(crate) min_idle: usize,
-    pub(crate) waiters: WaitQueue<Grant<C>>,
+    pub(crate) waiters: WaitQueue<Given>,
+    handoffs: Handoffs<C>,
     pub(crate) closed: bool,
     pub(crate) backoff: Option<Backoff>,
     pub(crate) last_connect_error: Option<String>,
@@ -165,6 +214,10 @@ impl<C> State<C> {
             max_size,
             min_idle,
             waiters: WaitQueue::new(),
+            handoffs: Handoffs {
+                slots: Vec::new(),
+                free: Vec::new(),
+            },
             closed: false,
             backoff: None,
             last_connect_error: None,
@@ -235,10 +288,65 @@ impl<C> State<C> {
         match self.waiters.pop_front() {
             Some(key) => {
                 let grant = Grant::Conn(idle, self.broken_at);
-                wake.push(self.waiters.grant(key, grant));
+                wake.push(self.give(key, grant));
             }
             None => self.idle.push_back(idle),
         }
+    }
+
+    /// Gives a caller popped from the line its grant; returns the waker to wake once
+    /// the lock is released.
+    pub(crate) fn give(&mut self, key: WaitKey, grant: Grant<C>) -> Option<Waker> {
+        let given = match grant {
+            Grant::Conn(idle, broken_at) => Given::Conn(self.handoffs.insert((idle, broken_at))),
+            Grant::Slot => Given::Slot,
+            Grant::Closed => Given::Closed,
+            Grant::Unavailable {
+                last_error,
+                retry_at,
+            } => Given::Unavailable {
+                last_error,
+                retry_at,
+            },
+            Grant::Retry { retry_at } => Given::Retry { retry_at },
+            Grant::Expired => Given::Expired,
+        };
+        self.waiters.grant(key, given)
+    }
+
+    /// Turns what the line kept into the grant itself.
+    fn receive(&mut self, given: Given) -> Grant<C> {
+        match given {
+            Given::Conn(key) => {
+                let (idle, broken_at) = self.handoffs.take(key);
+                Grant::Conn(idle, broken_at)
+            }
+            Given::Slot => Grant::Slot,
+            Given::Closed => Grant::Closed,
+            Given::Unavailable {
+                last_error,
+                retry_at,
+            } => Grant::Unavailable {
+                last_error,
+                retry_at,
+            },
+            Given::Retry { retry_at } => Grant::Retry { retry_at },
+            Given::Expired => Grant::Expired,
+        }
+    }
+
+    /// A caller in line looks at its place: takes its grant, or leaves `waker`.
+    pub(crate) fn poll_wait(&mut self, key: WaitKey, waker: &Waker) -> Polled<Grant<C>> {
+        match self.waiters.poll(key, waker) {
+            Polled::Ready(given) => Polled::Ready(self.receive(given)),
+            Polled::Pending { watched } => Polled::Pending { watched },
+        }
+    }
+
+    /// A caller leaves the line; returns what it had been granted, to pass on.
+    pub(crate) fn cancel_wait(&mut self, key: WaitKey) -> Option<Grant<C>> {
+        let given = self.waiters.cancel(key)?;
+        Some(self.receive(given))
     }
 
     /// Gives waiters whatever the pool can give now: idle connections, room to open
@@ -253,14 +361,14 @@ impl<C> State<C> {
                 Open::Now => {
                     let key = self.waiters.pop_front().expect("waiters is not empty");
                     self.reserve();
-                    wake.push(self.waiters.grant(key, Grant::Slot));
+                    wake.push(self.give(key, Grant::Slot));
                 }
                 Open::Later => break,
                 Open::BackingOff { retry_at } => {
                     if self.in_use() == 0 && self.connecting == 0 {
                         while let Some(key) = self.waiters.pop_front() {
                             let grant = self.backoff_grant(retry_at);
-                            wake.push(self.waiters.grant(key, grant));
+                            wake.push(self.give(key, grant));
                         }
                     }
                     break;
@@ -275,7 +383,7 @@ impl<C> State<C> {
         let failures = self.backoff.as_ref().map_or(0, |b| b.failures);
         if failures >= DOWN_AFTER_FAILURES {
             Grant::Unavailable {
-                last_error: self.last_error_text(),
+                last_error: self.last_error_text().into(),
                 retry_at,
             }
         } else {

@@ -21,15 +21,17 @@
 use std::task::Waker;
 use std::time::Instant;
 
-const NIL: usize = usize::MAX;
+/// Slab indices are 32-bit: slots stay small, and no pool has 4 billion callers waiting.
+type Index = u32;
+const NIL: Index = Index::MAX;
 
 enum Slot<T> {
     Vacant {
-        next_free: usize,
+        next_free: Index,
     },
     Queued {
-        prev: usize,
-        next: usize,
+        prev: Index,
+        next: Index,
         waker: Option<Waker>,
         /// The deadline someone else (the pool's watchdog) keeps for this caller.
         watch: Option<Instant>,
@@ -46,13 +48,13 @@ enum Slot<T> {
 /// A key naming one caller's place; valid until [`WaitQueue::poll`] returns a value or
 /// [`WaitQueue::cancel`] is called with it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct WaitKey(usize);
+pub(crate) struct WaitKey(Index);
 
 pub(crate) struct WaitQueue<T> {
     slots: Vec<Slot<T>>,
-    free: usize,
-    head: usize,
-    tail: usize,
+    free: Index,
+    head: Index,
+    tail: Index,
     queued: usize,
     /// Queued callers with a watched deadline, and the latest such deadline pushed
     /// since there last were none.
@@ -113,15 +115,21 @@ impl<T> WaitQueue<T> {
         };
         let index = if self.free != NIL {
             let index = self.free;
-            match self.slots[index] {
+            match self.slots[index as usize] {
                 Slot::Vacant { next_free } => self.free = next_free,
                 _ => unreachable!("free list points at an occupied slot"),
             }
-            self.slots[index] = slot;
+            self.slots[index as usize] = slot;
             index
         } else {
+            if self.slots.len() == self.slots.capacity() {
+                // Grow by a quarter, not double: with thousands waiting, a doubled
+                // slab would hold up to as many empty slots as taken ones.
+                self.slots.reserve_exact((self.slots.len() / 4).max(16));
+            }
+            let index = Index::try_from(self.slots.len()).expect("fewer than 2^32 callers wait");
             self.slots.push(slot);
-            self.slots.len() - 1
+            index
         };
         if self.tail == NIL {
             self.head = index;
@@ -140,14 +148,14 @@ impl<T> WaitQueue<T> {
         }
         let index = self.head;
         let waker = self.unlink(index);
-        self.slots[index] = Slot::Popped { waker };
+        self.slots[index as usize] = Slot::Popped { waker };
         Some(WaitKey(index))
     }
 
     /// Gives a popped caller its value; returns the waker to wake once the lock is
     /// released.
     pub(crate) fn grant(&mut self, key: WaitKey, value: T) -> Option<Waker> {
-        match std::mem::replace(&mut self.slots[key.0], Slot::Granted { value }) {
+        match std::mem::replace(&mut self.slots[key.0 as usize], Slot::Granted { value }) {
             Slot::Popped { waker } => waker,
             _ => unreachable!("grant to a caller that was not popped"),
         }
@@ -155,7 +163,7 @@ impl<T> WaitQueue<T> {
 
     /// The caller checks its place: takes its value if granted, else stores `waker`.
     pub(crate) fn poll(&mut self, key: WaitKey, waker: &Waker) -> Polled<T> {
-        match &mut self.slots[key.0] {
+        match &mut self.slots[key.0 as usize] {
             Slot::Queued {
                 waker: stored,
                 watch,
@@ -186,7 +194,7 @@ impl<T> WaitQueue<T> {
     /// The caller gives up its place. Returns the value it had been granted, which the
     /// caller must pass on.
     pub(crate) fn cancel(&mut self, key: WaitKey) -> Option<T> {
-        if let Slot::Queued { .. } = self.slots[key.0] {
+        if let Slot::Queued { .. } = self.slots[key.0 as usize] {
             self.unlink(key.0);
         }
         match self.release(key.0) {
@@ -196,9 +204,9 @@ impl<T> WaitQueue<T> {
         }
     }
 
-    fn release(&mut self, index: usize) -> Slot<T> {
+    fn release(&mut self, index: Index) -> Slot<T> {
         let old = std::mem::replace(
-            &mut self.slots[index],
+            &mut self.slots[index as usize],
             Slot::Vacant {
                 next_free: self.free,
             },
@@ -218,7 +226,7 @@ impl<T> WaitQueue<T> {
     ) -> Option<Instant> {
         let mut index = self.head;
         while index != NIL {
-            let Slot::Queued { next, watch, .. } = &self.slots[index] else {
+            let Slot::Queued { next, watch, .. } = &self.slots[index as usize] else {
                 unreachable!("a slot in line that is not queued")
             };
             let (next, watch) = (*next, *watch);
@@ -226,7 +234,7 @@ impl<T> WaitQueue<T> {
                 Some(deadline) if deadline > now => return Some(deadline),
                 Some(_) => {
                     let waker = self.unlink(index);
-                    self.slots[index] = Slot::Granted { value: expired() };
+                    self.slots[index as usize] = Slot::Granted { value: expired() };
                     wake(waker);
                 }
                 None => {}
@@ -244,7 +252,7 @@ impl<T> WaitQueue<T> {
         while index != NIL && self.watched > 0 {
             let Slot::Queued {
                 next, watch, waker, ..
-            } = &mut self.slots[index]
+            } = &mut self.slots[index as usize]
             else {
                 unreachable!("a slot in line that is not queued")
             };
@@ -260,8 +268,8 @@ impl<T> WaitQueue<T> {
 
     /// Removes a queued slot from the list, returning its waker; the slot's content is
     /// left for the caller to overwrite.
-    fn unlink(&mut self, index: usize) -> Option<Waker> {
-        let (prev, next, waker, watch) = match &mut self.slots[index] {
+    fn unlink(&mut self, index: Index) -> Option<Waker> {
+        let (prev, next, waker, watch) = match &mut self.slots[index as usize] {
             Slot::Queued {
                 prev,
                 next,
@@ -290,19 +298,25 @@ impl<T> WaitQueue<T> {
         waker
     }
 
-    fn set_next(&mut self, index: usize, to: usize) {
-        match &mut self.slots[index] {
+    fn set_next(&mut self, index: Index, to: Index) {
+        match &mut self.slots[index as usize] {
             Slot::Queued { next, .. } => *next = to,
             _ => unreachable!("link to a slot not in line"),
         }
     }
 
-    fn set_prev(&mut self, index: usize, to: usize) {
-        match &mut self.slots[index] {
+    fn set_prev(&mut self, index: Index, to: Index) {
+        match &mut self.slots[index as usize] {
             Slot::Queued { prev, .. } => *prev = to,
             _ => unreachable!("link to a slot not in line"),
         }
     }
+}
+
+/// The size of one slot in line, for the memory bound's test.
+#[cfg(test)]
+pub(crate) fn slot_size<T>() -> usize {
+    std::mem::size_of::<Slot<T>>()
 }
 
 #[cfg(test)]
