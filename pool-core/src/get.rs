@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use tracing::Instrument;
 
 use crate::metrics::CloseReason;
+use crate::opening::Raced;
 use crate::pool::{Opened, Shared, SlotGuard};
 use crate::state::{Grant, Idle, Open, State, Watchdog};
 use crate::sync::MutexGuard;
@@ -470,6 +471,17 @@ impl<M: Manager> Shared<M> {
         false
     }
 
+    /// Joins the back of the line, with no deadline for the watchdog.
+    #[cfg(all(feature = "tokio", not(pool_model)))]
+    pub(crate) fn join_line<'a>(self: &'a Arc<Self>, waker: &Waker) -> WaitTurn<'a, M> {
+        let key = self.lock().waiters.push_back(Some(waker.clone()), None);
+        WaitTurn {
+            shared: self,
+            key: Some(key),
+            watched: false,
+        }
+    }
+
     /// The fast path: the next idle connection, if it is ready to hand out as it is
     /// (not expired, not dirty, not suspect, not due a check, no `before_checkout` hook
     /// to run), taken under one short lock with nothing else decided. Otherwise the
@@ -572,7 +584,13 @@ impl<M: Manager> Shared<M> {
                     let (idle, broken_at) = taken.into_parts();
                     Grant::Conn(idle, broken_at)
                 }
-                Step::Open(slot) => return self.open_for(slot, caller, started).await,
+                Step::Open(slot) => match self.open_or_take(slot).await {
+                    Raced::Opened(opened) => return self.opened_for(opened, caller, started).await,
+                    Raced::Took(grant) => {
+                        now = clock::now();
+                        grant
+                    }
+                },
                 Step::Granted(grant) => grant,
                 Step::Exhausted => {
                     return Err(self.timeout_error(TimeoutKind::Wait, Duration::ZERO))
@@ -604,7 +622,10 @@ impl<M: Manager> Shared<M> {
                     }
                     now = clock::now();
                 }
-                Grant::Slot => return self.open_for(SlotGuard::adopt(self), caller, started).await,
+                Grant::Slot => {
+                    step = Step::Open(SlotGuard::adopt(self));
+                    continue;
+                }
                 Grant::Closed => return Err(PoolError::Closed),
                 Grant::Expired => return Err(self.timeout_error(TimeoutKind::Wait, wait.bound())),
                 Grant::Retry { retry_at } if retry_at > now => {
@@ -642,14 +663,14 @@ impl<M: Manager> Shared<M> {
         }
     }
 
-    /// Opens a connection in `slot` for the caller and runs `after_connect` on it.
-    async fn open_for(
+    /// Hands the caller the connection its connect opened, after `after_connect`.
+    async fn opened_for(
         self: &Arc<Self>,
-        slot: SlotGuard<'_, M>,
+        opened: Opened<M::Connection, M::Error>,
         caller: &'static Location<'static>,
         started: Instant,
     ) -> GetResult<M> {
-        match self.open(slot).await {
+        match opened {
             Opened::Conn(conn) => {
                 let opened_at = conn.info.created_at;
                 let mut pooled = self.into_pooled(conn, opened_at, caller, started);

@@ -132,6 +132,7 @@ mod info;
 mod leak;
 mod manager;
 mod metrics;
+mod opening;
 mod pool;
 mod pooled;
 pub mod redact;

@@ -312,6 +312,13 @@ impl<'a, M: Manager> SlotGuard<'a, M> {
         }
     }
 
+    /// The reservation is now owned elsewhere (by a connect that may outlive this
+    /// borrow); this guard no longer frees it.
+    #[cfg(all(feature = "tokio", not(pool_model)))]
+    pub(crate) fn hand_over(mut self) {
+        self.armed = false;
+    }
+
     /// The connect failed: back off and give the room to the next caller.
     fn failed(mut self, error: String) {
         self.armed = false;

@@ -245,13 +245,7 @@ impl<M: Manager> Shared<M> {
                 break;
             }
             match self.open(SlotGuard::adopt(self)).await {
-                Opened::Conn(conn) => {
-                    let mut fresh = Pooled::held_by_pool(Arc::clone(self), conn);
-                    if fresh.run_after_connect().await.is_ok() {
-                        // Dropping it returns it: to a waiter, or to the idle list.
-                        drop(fresh);
-                    }
-                }
+                Opened::Conn(conn) => self.admit(conn).await,
                 Opened::Failed(_) => {
                     if let Some(backoff) = &self.lock().backoff {
                         next = earliest(next, backoff.retry_at);

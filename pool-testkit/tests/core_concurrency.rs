@@ -12,6 +12,8 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
+mod core_common;
+
 use pool_core::{Manager, Pool, PoolError, Status};
 use pool_testkit::mock::{MockControl, MockManager};
 
@@ -447,5 +449,107 @@ async fn upkeep_dropped_mid_reset_leaves_the_pool_whole() {
         let conn = pool.get().await.unwrap();
         assert!(!conn.is_dirty(), "reset at checkout instead");
     }
+    assert_whole(&pool, &control).await;
+}
+
+/// A caller whose connect is under way is also in line: a connection returned
+/// meanwhile goes to it at once, and its connect finishes into the pool, idle.
+#[tokio::test]
+async fn a_caller_opening_a_connection_takes_one_returned_meanwhile() {
+    let (pool, control) = pool(2);
+    let first = pool.get().await.unwrap();
+    let first_id = first.info().id();
+    control.pause_connects();
+    let mut get = pin!(pool.get());
+    assert!(poll_once(get.as_mut()).is_pending());
+    assert_eq!(control.connects_waiting(), 1, "its connect is in flight");
+    assert_eq!(pool.status().waiting, 1, "and it is in line");
+
+    drop(first);
+    let Poll::Ready(Ok(taken)) = poll_once(get.as_mut()) else {
+        panic!("the returned connection did not go to the connecting caller");
+    };
+    assert_eq!(taken.info().id(), first_id);
+    assert_eq!(
+        control.connects_waiting(),
+        1,
+        "the connect goes on without it"
+    );
+
+    control.resume_connects();
+    core_common::yield_until("the new connection to go idle", 100, || {
+        pool.status().idle == 1
+    })
+    .await;
+    let status = pool.status();
+    assert_eq!(
+        (status.size, status.in_use, status.connecting),
+        (2, 1, 0),
+        "{status}"
+    );
+    assert_eq!(
+        control.connects_succeeded(),
+        2,
+        "the first connection's, and the one finished without its caller"
+    );
+    drop(taken);
+    assert_whole(&pool, &control).await;
+}
+
+/// Room to open granted to a caller whose own connect is still under way is passed on
+/// to the next caller: never two connects for one caller.
+#[tokio::test]
+async fn room_granted_to_a_caller_already_connecting_goes_to_the_next() {
+    let (pool, control) = pool(2);
+    let mut first = pool.get().await.unwrap();
+    control.pause_connects();
+    let mut connecting = pin!(pool.get());
+    assert!(poll_once(connecting.as_mut()).is_pending());
+    let mut behind = pin!(pool.get());
+    assert!(poll_once(behind.as_mut()).is_pending());
+    assert_eq!(
+        (control.connects_waiting(), pool.status().waiting),
+        (1, 2),
+        "the pool is full: one connect, two in line"
+    );
+
+    // Closing the held connection frees room; the first in line is the caller
+    // already connecting, which passes it to the one behind.
+    first.mark_broken();
+    drop(first);
+    assert!(poll_once(connecting.as_mut()).is_pending());
+    assert!(poll_once(behind.as_mut()).is_pending());
+    let status = pool.status();
+    assert_eq!(
+        control.connects_waiting(),
+        2,
+        "the caller behind connects: {status}"
+    );
+    assert_eq!((status.size, status.connecting), (2, 2), "{status}");
+
+    control.resume_connects();
+    let (mut a, mut b) = (None, None);
+    for _ in 0..100 {
+        if a.is_none() {
+            if let Poll::Ready(got) = poll_once(connecting.as_mut()) {
+                a = Some(got.unwrap());
+            }
+        }
+        if b.is_none() {
+            if let Poll::Ready(got) = poll_once(behind.as_mut()) {
+                b = Some(got.unwrap());
+            }
+        }
+        if a.is_some() && b.is_some() {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    let (Some(a), Some(b)) = (a, b) else {
+        panic!("both callers are served by the two new connections");
+    };
+    assert_ne!(a.info().id(), b.info().id());
+    assert_eq!(control.connects_succeeded(), 3, "the first, and one per caller");
+    drop((a, b));
     assert_whole(&pool, &control).await;
 }
