@@ -74,6 +74,13 @@
 //!   next checkout; one returned broken is closed.
 //! - **Panics do not poison**: no lock is held while driver or hook code runs; a panic
 //!   there unwinds through guards that free the connection's room.
+//! - **No caller waits out a connect for nothing**: a caller opening a connection also
+//!   keeps its place in line; if a connection comes back first it takes that one, and
+//!   its connect finishes into the pool (with tokio; elsewhere it waits for its
+//!   connect). In a burst, few connections are opened and nobody waits 100 ms for one.
+//! - **Cheap to wait on**: a waiting caller costs the pool about 150 bytes (its `get`
+//!   future and its slot in line) and no timer of its own: with tokio, one watchdog
+//!   task per pool keeps the waiters' deadlines.
 //!
 //! # Runtimes and upkeep
 //! Timers come from [`deadpool_runtime`] ([`Runtime::Tokio1`] with the default `tokio`

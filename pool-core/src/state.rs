@@ -70,31 +70,54 @@ pub(crate) enum Given {
 }
 
 /// Connections handed to callers who have not taken them yet, by key; at most one
-/// per connection, so it never grows past `max_size` entries.
+/// per connection, so it never grows past `max_size` entries. The free list is
+/// threaded through the vacant entries: a hand-off touches only the entry the
+/// connection itself lives in, and no extra memory that would move between cores.
 pub(crate) struct Handoffs<C> {
-    slots: Vec<Option<(Idle<C>, Option<Instant>)>>,
-    free: Vec<u32>,
+    entries: Vec<Handoff<C>>,
+    free: u32,
 }
 
+enum Handoff<C> {
+    Vacant { next_free: u32 },
+    Held(Idle<C>, Option<Instant>),
+}
+
+const NO_HANDOFF: u32 = u32::MAX;
+
 impl<C> Handoffs<C> {
-    fn insert(&mut self, handoff: (Idle<C>, Option<Instant>)) -> u32 {
-        match self.free.pop() {
-            Some(key) => {
-                self.slots[key as usize] = Some(handoff);
-                key
-            }
-            None => {
-                self.slots.push(Some(handoff));
-                u32::try_from(self.slots.len() - 1).expect("fewer than 2^32 connections")
-            }
+    const fn new() -> Self {
+        Handoffs {
+            entries: Vec::new(),
+            free: NO_HANDOFF,
         }
     }
 
+    fn insert(&mut self, idle: Idle<C>, broken_at: Option<Instant>) -> u32 {
+        let held = Handoff::Held(idle, broken_at);
+        if self.free == NO_HANDOFF {
+            self.entries.push(held);
+            return u32::try_from(self.entries.len() - 1).expect("fewer than 2^32 connections");
+        }
+        let key = self.free;
+        match std::mem::replace(&mut self.entries[key as usize], held) {
+            Handoff::Vacant { next_free } => self.free = next_free,
+            Handoff::Held(..) => unreachable!("the free list points at a held entry"),
+        }
+        key
+    }
+
     fn take(&mut self, key: u32) -> (Idle<C>, Option<Instant>) {
-        self.free.push(key);
-        self.slots[key as usize]
-            .take()
-            .expect("a handoff is taken once")
+        let vacant = Handoff::Vacant {
+            next_free: self.free,
+        };
+        match std::mem::replace(&mut self.entries[key as usize], vacant) {
+            Handoff::Held(idle, broken_at) => {
+                self.free = key;
+                (idle, broken_at)
+            }
+            Handoff::Vacant { .. } => unreachable!("a handoff is taken once"),
+        }
     }
 }
 
@@ -214,10 +237,7 @@ impl<C> State<C> {
             max_size,
             min_idle,
             waiters: WaitQueue::new(),
-            handoffs: Handoffs {
-                slots: Vec::new(),
-                free: Vec::new(),
-            },
+            handoffs: Handoffs::new(),
             closed: false,
             backoff: None,
             last_connect_error: None,
@@ -287,8 +307,8 @@ impl<C> State<C> {
     pub(crate) fn put_back(&mut self, idle: Idle<C>, wake: &mut WakeList) {
         match self.waiters.pop_front() {
             Some(key) => {
-                let grant = Grant::Conn(idle, self.broken_at);
-                wake.push(self.give(key, grant));
+                let handoff = self.handoffs.insert(idle, self.broken_at);
+                wake.push(self.waiters.grant(key, Given::Conn(handoff)));
             }
             None => self.idle.push_back(idle),
         }
@@ -298,7 +318,7 @@ impl<C> State<C> {
     /// the lock is released.
     pub(crate) fn give(&mut self, key: WaitKey, grant: Grant<C>) -> Option<Waker> {
         let given = match grant {
-            Grant::Conn(idle, broken_at) => Given::Conn(self.handoffs.insert((idle, broken_at))),
+            Grant::Conn(idle, broken_at) => Given::Conn(self.handoffs.insert(idle, broken_at)),
             Grant::Slot => Given::Slot,
             Grant::Closed => Given::Closed,
             Grant::Unavailable {
