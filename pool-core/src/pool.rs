@@ -14,7 +14,7 @@ use crate::get::{Get, Wait};
 use crate::hooks::{self, Hooks};
 use crate::leak::LeakRegistry;
 use crate::metrics::{CloseReason, Metrics};
-use crate::state::{Conn, Grant, Idle, State, WakeList};
+use crate::state::{Conn, ConnData, Grant, Idle, State, WakeList};
 use crate::sync::{AtomicU64, Mutex, MutexGuard, Ordering};
 use crate::{
     clock, BuildError, CheckReason, CloseError, ConnectionInfo, Manager, PoolConfig, PoolError,
@@ -188,7 +188,7 @@ impl<M: Manager> Pool<M> {
             removed: Vec::new(),
         };
         for mut idle in visit.pending.by_ref() {
-            let Conn { raw, info } = &mut idle.conn;
+            let ConnData { raw, info } = &mut *idle.conn;
             if keep(raw, info) {
                 visit.kept.push(idle);
             } else {
@@ -401,9 +401,9 @@ impl<M: Manager> Shared<M> {
             let jitter = Duration::from_nanos(fastrand::u64(..=spread.as_nanos() as u64));
             now + lifetime - jitter
         });
-        Conn {
+        Conn::new(
             raw,
-            info: ConnectionInfo {
+            ConnectionInfo {
                 id: self.next_id.fetch_add(1, Ordering::Relaxed),
                 created_at: now,
                 expires_at,
@@ -411,7 +411,7 @@ impl<M: Manager> Shared<M> {
                 checkouts: 0,
                 check_reason: None,
             },
-        }
+        )
     }
 
     /// Runs `fut` within `limit`; `None` if the limit passed first.
@@ -523,7 +523,8 @@ impl<M: Manager> Shared<M> {
             let conn = pooled
                 .conn
                 .as_mut()
-                .expect("a new checkout holds its connection");
+                .expect("a new checkout holds its connection")
+                .data();
             if let Err(e) =
                 hooks::run_async(&self.hooks.before_checkout, &mut conn.raw, &conn.info).await
             {
@@ -544,7 +545,8 @@ impl<M: Manager> Shared<M> {
         let conn = pooled
             .conn
             .as_mut()
-            .expect("a Pooled holds its connection until dropped");
+            .expect("a Pooled holds its connection until dropped")
+            .data();
         conn.info.check_reason = Some(reason);
         let span = tracing::debug_span!(
             "pool.recycle",
@@ -695,6 +697,7 @@ impl<M: Manager> Shared<M> {
     /// be kept. Their panics count as "no": a panic in `Drop` must not escape.
     fn judge_return(&self, conn: &mut Conn<M::Connection>) -> Result<ReturnState, CloseReason> {
         let judged = catch_unwind(AssertUnwindSafe(|| {
+            let conn = conn.data();
             if self.manager.has_broken(&mut conn.raw) {
                 return Err(CloseReason::Broken);
             }

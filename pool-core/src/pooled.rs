@@ -63,7 +63,7 @@ impl<M: Manager> Pooled<M> {
     pub fn detach(mut self) -> M::Connection {
         let conn = self.leave();
         self.shared.forget_conn();
-        conn.raw
+        conn.into_raw()
     }
 
     /// Marks the connection broken: the pool closes it when it is returned, and
@@ -113,7 +113,8 @@ impl<M: Manager> Pooled<M> {
         let conn = self
             .conn
             .as_mut()
-            .expect("a Pooled holds its connection until dropped");
+            .expect("a Pooled holds its connection until dropped")
+            .data();
         match hooks::run_async(&shared.hooks.after_connect, &mut conn.raw, &conn.info).await {
             Ok(()) => {
                 self.checking = false;

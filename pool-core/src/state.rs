@@ -15,10 +15,44 @@ use std::time::{Duration, Instant};
 use crate::waiters::{Polled, WaitKey, WaitQueue};
 use crate::{ConnectionInfo, Reuse, Status};
 
-/// A live connection and what the pool knows about it.
-pub(crate) struct Conn<C> {
+/// A live connection and what the pool knows about it, boxed once when it is opened:
+/// what moves between the idle list, the line and a checkout is then a pointer, not
+/// the driver's connection and its bookkeeping (a hundred bytes and more), which keeps
+/// a hand-off in line small and the checkout's copies few.
+pub(crate) struct Conn<C>(Box<ConnData<C>>);
+
+pub(crate) struct ConnData<C> {
     pub(crate) raw: C,
     pub(crate) info: ConnectionInfo,
+}
+
+impl<C> Conn<C> {
+    pub(crate) fn new(raw: C, info: ConnectionInfo) -> Self {
+        Conn(Box::new(ConnData { raw, info }))
+    }
+
+    /// The connection and its bookkeeping as one plain struct, so both can be borrowed
+    /// at once (the driver's connection mutably, its info shared).
+    pub(crate) fn data(&mut self) -> &mut ConnData<C> {
+        &mut self.0
+    }
+
+    pub(crate) fn into_raw(self) -> C {
+        self.0.raw
+    }
+}
+
+impl<C> std::ops::Deref for Conn<C> {
+    type Target = ConnData<C>;
+    fn deref(&self) -> &ConnData<C> {
+        &self.0
+    }
+}
+
+impl<C> std::ops::DerefMut for Conn<C> {
+    fn deref_mut(&mut self) -> &mut ConnData<C> {
+        &mut self.0
+    }
 }
 
 /// A connection resting in the pool.
@@ -51,11 +85,10 @@ pub(crate) enum Grant<C> {
     Expired,
 }
 
-/// A grant as the line keeps it until its caller takes it: small, so each slot of a
-/// line thousands long stays small. A connection handed over waits in
-/// [`State::handoffs`] meanwhile, under the key given here.
-pub(crate) enum Given {
-    Conn(u32),
+/// A grant as the line keeps it until its caller takes it: small (a boxed connection,
+/// no message text), so each slot of a line thousands long stays small.
+pub(crate) enum Given<C> {
+    Conn(Idle<C>, Option<Instant>),
     Slot,
     Closed,
     Unavailable {
@@ -67,58 +100,6 @@ pub(crate) enum Given {
     },
     #[cfg_attr(not(all(feature = "tokio", not(pool_model))), allow(dead_code))]
     Expired,
-}
-
-/// Connections handed to callers who have not taken them yet, by key; at most one
-/// per connection, so it never grows past `max_size` entries. The free list is
-/// threaded through the vacant entries: a hand-off touches only the entry the
-/// connection itself lives in, and no extra memory that would move between cores.
-pub(crate) struct Handoffs<C> {
-    entries: Vec<Handoff<C>>,
-    free: u32,
-}
-
-enum Handoff<C> {
-    Vacant { next_free: u32 },
-    Held(Idle<C>, Option<Instant>),
-}
-
-const NO_HANDOFF: u32 = u32::MAX;
-
-impl<C> Handoffs<C> {
-    const fn new() -> Self {
-        Handoffs {
-            entries: Vec::new(),
-            free: NO_HANDOFF,
-        }
-    }
-
-    fn insert(&mut self, idle: Idle<C>, broken_at: Option<Instant>) -> u32 {
-        let held = Handoff::Held(idle, broken_at);
-        if self.free == NO_HANDOFF {
-            self.entries.push(held);
-            return u32::try_from(self.entries.len() - 1).expect("fewer than 2^32 connections");
-        }
-        let key = self.free;
-        match std::mem::replace(&mut self.entries[key as usize], held) {
-            Handoff::Vacant { next_free } => self.free = next_free,
-            Handoff::Held(..) => unreachable!("the free list points at a held entry"),
-        }
-        key
-    }
-
-    fn take(&mut self, key: u32) -> (Idle<C>, Option<Instant>) {
-        let vacant = Handoff::Vacant {
-            next_free: self.free,
-        };
-        match std::mem::replace(&mut self.entries[key as usize], vacant) {
-            Handoff::Held(idle, broken_at) => {
-                self.free = key;
-                (idle, broken_at)
-            }
-            Handoff::Vacant { .. } => unreachable!("a handoff is taken once"),
-        }
-    }
 }
 
 /// The pool's one timer for the deadlines of waiting callers (see `watchdog.rs`),
@@ -202,8 +183,7 @@ pub(crate) struct State<C> {
     pub(crate) connecting: usize,
     pub(crate) max_size: usize,
     pub(crate) min_idle: usize,
-    pub(crate) waiters: WaitQueue<Given>,
-    handoffs: Handoffs<C>,
+    pub(crate) waiters: WaitQueue<Given<C>>,
     pub(crate) closed: bool,
     pub(crate) backoff: Option<Backoff>,
     pub(crate) last_connect_error: Option<String>,
@@ -237,7 +217,6 @@ impl<C> State<C> {
             max_size,
             min_idle,
             waiters: WaitQueue::new(),
-            handoffs: Handoffs::new(),
             closed: false,
             backoff: None,
             last_connect_error: None,
@@ -307,8 +286,7 @@ impl<C> State<C> {
     pub(crate) fn put_back(&mut self, idle: Idle<C>, wake: &mut WakeList) {
         match self.waiters.pop_front() {
             Some(key) => {
-                let handoff = self.handoffs.insert(idle, self.broken_at);
-                wake.push(self.waiters.grant(key, Given::Conn(handoff)));
+                wake.push(self.waiters.grant(key, Given::Conn(idle, self.broken_at)));
             }
             None => self.idle.push_back(idle),
         }
@@ -318,7 +296,7 @@ impl<C> State<C> {
     /// the lock is released.
     pub(crate) fn give(&mut self, key: WaitKey, grant: Grant<C>) -> Option<Waker> {
         let given = match grant {
-            Grant::Conn(idle, broken_at) => Given::Conn(self.handoffs.insert(idle, broken_at)),
+            Grant::Conn(idle, broken_at) => Given::Conn(idle, broken_at),
             Grant::Slot => Given::Slot,
             Grant::Closed => Given::Closed,
             Grant::Unavailable {
@@ -335,12 +313,9 @@ impl<C> State<C> {
     }
 
     /// Turns what the line kept into the grant itself.
-    fn receive(&mut self, given: Given) -> Grant<C> {
+    fn receive(&mut self, given: Given<C>) -> Grant<C> {
         match given {
-            Given::Conn(key) => {
-                let (idle, broken_at) = self.handoffs.take(key);
-                Grant::Conn(idle, broken_at)
-            }
+            Given::Conn(idle, broken_at) => Grant::Conn(idle, broken_at),
             Given::Slot => Grant::Slot,
             Given::Closed => Grant::Closed,
             Given::Unavailable {

@@ -549,7 +549,11 @@ async fn room_granted_to_a_caller_already_connecting_goes_to_the_next() {
         panic!("both callers are served by the two new connections");
     };
     assert_ne!(a.info().id(), b.info().id());
-    assert_eq!(control.connects_succeeded(), 3, "the first, and one per caller");
+    assert_eq!(
+        control.connects_succeeded(),
+        3,
+        "the first, and one per caller"
+    );
     drop((a, b));
     assert_whole(&pool, &control).await;
 }
