@@ -88,6 +88,7 @@ pub(crate) fn deadline(started: Instant, limit: Duration) -> Instant {
     not(feature = "metrics")
 ))]
 mod coarse {
+    use std::cell::Cell;
     use std::sync::OnceLock;
     use std::time::{Duration, Instant};
 
@@ -142,12 +143,32 @@ mod coarse {
         })
     }
 
+    thread_local! {
+        /// The last coarse reading on this thread and its conversion: the coarse clock
+        /// changes once a tick, so most readings convert to the same `Instant` again.
+        static LAST: Cell<(libc::time_t, libc::c_long, Option<Instant>)> =
+            const { Cell::new((0, 0, None)) };
+    }
+
     #[inline]
     pub(super) fn recent() -> Instant {
+        let Some(coarse) = read(libc::CLOCK_MONOTONIC_COARSE, false) else {
+            return Instant::now();
+        };
+        let (secs, nanos) = (coarse.tv_sec, coarse.tv_nsec);
+        LAST.with(|last| match last.get() {
+            (s, n, Some(converted)) if (s, n) == (secs, nanos) => converted,
+            _ => {
+                let converted = convert(coarse);
+                last.set((secs, nanos, Some(converted)));
+                converted
+            }
+        })
+    }
+
+    fn convert(coarse: libc::timespec) -> Instant {
         let anchor = anchor();
-        let (Some(base), Some(coarse)) =
-            (anchor.monotonic, read(libc::CLOCK_MONOTONIC_COARSE, false))
-        else {
+        let Some(base) = anchor.monotonic else {
             return Instant::now();
         };
         // Seconds and nanoseconds apart, without a division by 10^9.
