@@ -388,11 +388,7 @@ pub(crate) enum Opened<C, E> {
 
 impl<M: Manager> Shared<M> {
     pub(crate) fn lock(&self) -> MutexGuard<'_, State<M::Connection>> {
-        // The state is only changed by code that cannot panic half-way, so a poisoned
-        // lock holds consistent state.
-        self.state
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
+        self.state.lock()
     }
 
     fn new_conn(&self, raw: M::Connection, now: Instant) -> Conn<M::Connection> {
@@ -776,5 +772,5 @@ impl<M: Manager> Shared<M> {
 }
 
 pub(crate) fn lock_registry(leaks: &Mutex<LeakRegistry>) -> MutexGuard<'_, LeakRegistry> {
-    leaks.lock().unwrap_or_else(|poison| poison.into_inner())
+    leaks.lock()
 }
