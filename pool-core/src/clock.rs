@@ -75,8 +75,8 @@ pub(crate) fn resolution() -> Duration {
     }
 }
 
-/// When a wait of `limit` that started at `started` (a [`recent`] reading) ends: late
-/// by at most one tick, never early.
+/// When something that started at `started` (a [`recent`] reading: a wait, an idle
+/// spell, a checkout) has lasted `limit`: late by at most one tick, never early.
 #[inline]
 pub(crate) fn deadline(started: Instant, limit: Duration) -> Instant {
     started + limit + resolution()

@@ -469,10 +469,14 @@ impl<M: Manager> Shared<M> {
             return Some(CheckReason::PeerBroken);
         }
         // Compared as moments: cheaper than taking the difference on the fast path.
+        // `idle_since` is a coarse reading, padded by a tick: never due early.
         let due = self.config.check_interval.is_some_and(|interval| {
-            idle.idle_since
-                .checked_add(interval)
-                .is_none_or(|at| at <= now)
+            interval.is_zero()
+                || idle
+                    .idle_since
+                    .checked_add(interval)
+                    .and_then(|at| at.checked_add(clock::resolution()))
+                    .is_none_or(|at| at <= now)
         });
         due.then_some(CheckReason::Idle)
     }
