@@ -92,8 +92,9 @@
 //! # Time
 //! The pool measures ages, lifetimes and idle times on the monotonic clock. The
 //! checkout and the return read a coarse one (on Linux `CLOCK_MONOTONIC_COARSE`, a
-//! fifth of the cost), so a lifetime or check interval may be noticed up to one kernel
-//! tick (1 to 10 ms) late; a wait never ends before its timeout. Tests that pause
+//! fifth of the cost), so a lifetime, idle timeout, check interval or leak threshold may
+//! take effect up to one kernel tick (1 to 10 ms) late, and none takes effect early; a
+//! wait never ends before its timeout. Tests that pause
 //! tokio's time (`tokio::time::pause`) and expect the pool's ages to move with it turn
 //! on the `test-util` feature, under which the pool reads tokio's clock:
 //!
