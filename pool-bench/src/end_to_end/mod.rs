@@ -37,7 +37,7 @@ pub const POOL_SIZE: usize = 16;
 const CONCURRENCY: [usize; 3] = [1, 16, 64];
 const RUN: Duration = Duration::from_millis(300);
 const QUICK_RUN: Duration = Duration::from_millis(40);
-const ROUNDS: usize = 7;
+const ROUNDS: usize = 11;
 const QUICK_ROUNDS: usize = 1;
 /// Bound on building a pool and opening its connections, and on closing it.
 const SETUP_LIMIT: Duration = Duration::from_secs(30);
