@@ -163,32 +163,26 @@ impl<T> WaitQueue<T> {
 
     /// The caller checks its place: takes its value if granted, else stores `waker`.
     pub(crate) fn poll(&mut self, key: WaitKey, waker: &Waker) -> Polled<T> {
-        match &mut self.slots[key.0 as usize] {
+        let (stored, watched) = match &mut self.slots[key.0 as usize] {
             Slot::Queued {
                 waker: stored,
                 watch,
                 ..
-            } => {
-                if !stored.as_ref().is_some_and(|w| w.will_wake(waker)) {
-                    *stored = Some(waker.clone());
-                }
-                Polled::Pending {
-                    watched: watch.is_some(),
+            } => (stored, watch.is_some()),
+            // Its value is on the way: nothing can expire it now.
+            Slot::Popped { waker: stored } => (stored, true),
+            Slot::Granted { .. } => {
+                return match self.release(key.0) {
+                    Slot::Granted { value } => Polled::Ready(value),
+                    _ => unreachable!(),
                 }
             }
-            Slot::Popped { waker: stored } => {
-                if !stored.as_ref().is_some_and(|w| w.will_wake(waker)) {
-                    *stored = Some(waker.clone());
-                }
-                // Its value is on the way: nothing can expire it now.
-                Polled::Pending { watched: true }
-            }
-            Slot::Granted { .. } => match self.release(key.0) {
-                Slot::Granted { value } => Polled::Ready(value),
-                _ => unreachable!(),
-            },
             Slot::Vacant { .. } => unreachable!("poll with a released key"),
+        };
+        if !stored.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            *stored = Some(waker.clone());
         }
+        Polled::Pending { watched }
     }
 
     /// The caller gives up its place. Returns the value it had been granted, which the
