@@ -148,11 +148,9 @@ impl<M: Manager> Future for Get<'_, M> {
                 }
                 Err(locked) => locked,
             };
-            let watch = match wait {
-                Wait::For(_) => wait.deadline(now),
-                Wait::Forever | Wait::No => None,
-            };
-            this.state = match shared.decide(locked, now, wait, cx.waker(), watch) {
+            // `Wait::No` has a deadline too, but never joins the line.
+            let deadline = wait.deadline(now);
+            this.state = match shared.decide(locked, now, wait, cx.waker(), deadline) {
                 Step::Idle(taken) => match shared.checkout_now(taken, now, caller, now) {
                     Ok(pooled) => {
                         this.state = GetState::Done;
@@ -167,7 +165,7 @@ impl<M: Manager> Future for Get<'_, M> {
                         wait,
                         caller,
                         started: now,
-                        wake_at: earliest(wait.deadline(now), retry_at),
+                        wake_at: earliest(deadline, retry_at),
                         timer: None,
                     }
                 }
@@ -304,7 +302,7 @@ impl<M: Manager> Future for WaitTurn<'_, M> {
     type Output = Grant<M::Connection>;
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let key = self.key.expect("WaitTurn polled after completion");
-        let polled = self.shared.lock().poll_wait(key, cx.waker());
+        let polled = self.shared.lock().waiters.poll(key, cx.waker());
         match polled {
             Polled::Ready(grant) => {
                 self.key = None;
@@ -326,7 +324,7 @@ impl<M: Manager> Drop for WaitTurn<'_, M> {
         let mut closing = None;
         {
             let mut st = self.shared.lock();
-            match st.cancel_wait(key) {
+            match st.waiters.cancel(key) {
                 // Handed over before `close`, which could not reach it: parked idle it
                 // would outlive the close, so it is closed instead.
                 Some(Grant::Conn(idle, _)) if st.closed => closing = Some(idle.conn),
@@ -499,10 +497,9 @@ impl<M: Manager> Shared<M> {
         }
         let mut conn = {
             let mut st = self.lock();
-            let ready = st.next_idle().is_some_and(|idle| {
-                idle.conn.info.expires_at.is_none_or(|at| at > now)
-                    && self.check_reason(idle, st.broken_at, now).is_none()
-            });
+            let ready = st
+                .next_idle()
+                .is_some_and(|idle| self.ready_as_is(idle, st.broken_at, now));
             if !ready {
                 return Err(Some(st));
             }
@@ -517,6 +514,19 @@ impl<M: Manager> Shared<M> {
         Ok(self.into_pooled(conn, now, caller, now))
     }
 
+    /// Whether an idle connection can be handed out without anything done to it: not
+    /// expired and not due a check. (The driver's own `has_broken` and the
+    /// `before_checkout` hooks are asked separately, outside the lock.)
+    fn ready_as_is(
+        &self,
+        idle: &Idle<M::Connection>,
+        broken_at: Option<Instant>,
+        now: Instant,
+    ) -> bool {
+        idle.conn.info.expires_at.is_none_or(|at| at > now)
+            && self.check_reason(idle, broken_at, now).is_none()
+    }
+
     /// An idle connection that is not expired, not known broken, needs no check and
     /// has no `before_checkout` hook to run becomes a checkout at once.
     fn checkout_now<'a>(
@@ -528,10 +538,8 @@ impl<M: Manager> Shared<M> {
     ) -> Result<Pooled<M>, TakenIdle<'a, M>> {
         let broken_at = taken.broken_at;
         let idle = taken.idle.as_mut().expect("taken once");
-        let expired = idle.conn.info.expires_at.is_some_and(|at| at <= now);
-        if expired
-            || !self.hooks.before_checkout.is_empty()
-            || self.check_reason(idle, broken_at, now).is_some()
+        if !self.hooks.before_checkout.is_empty()
+            || !self.ready_as_is(idle, broken_at, now)
             || self.reports_broken(&mut idle.conn)
         {
             return Err(taken);
@@ -652,7 +660,7 @@ impl<M: Manager> Shared<M> {
                     retry_at,
                 } => {
                     return Err(PoolError::Unavailable {
-                        last_error: last_error.to_string(),
+                        last_error,
                         retry_in: retry_at.saturating_duration_since(now),
                     })
                 }
@@ -711,7 +719,7 @@ mod tests {
     #[test]
     fn a_waiting_caller_costs_under_200_bytes() {
         let future = std::mem::size_of::<super::Get<'static, NoIo>>();
-        let slot = crate::waiters::slot_size::<crate::state::Given<u64>>();
+        let slot = crate::waiters::slot_size::<crate::state::Grant<u64>>();
         assert!(future <= 112, "the get future grew to {future} bytes");
         assert!(slot <= 56, "a slot in line grew to {slot} bytes");
         assert!(future + slot * 5 / 4 < 200);

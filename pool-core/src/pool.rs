@@ -210,7 +210,7 @@ impl<M: Manager> Pool<M> {
             let mut st = self.shared.lock();
             st.closed = true;
             while let Some(key) = st.waiters.pop_front() {
-                wake.push(st.give(key, Grant::Closed));
+                wake.push(st.waiters.grant(key, Grant::Closed));
             }
             let idle: Vec<_> = st.idle.drain(..).collect();
             st.notify_upkeep(&mut wake);

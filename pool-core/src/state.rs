@@ -9,11 +9,10 @@
 //! one. Nothing here awaits or calls user code.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
-use crate::waiters::{Polled, WaitKey, WaitQueue};
+use crate::waiters::WaitQueue;
 use crate::{ConnectionInfo, Reuse, Status};
 
 /// A live connection and what the pool knows about it, boxed once when it is opened:
@@ -75,30 +74,13 @@ pub(crate) enum Grant<C> {
     Closed,
     /// The database is down and nothing can come back: fail at once.
     Unavailable {
-        last_error: Arc<str>,
+        last_error: String,
         retry_at: Instant,
     },
     /// A connect just failed and nothing can come back: wait out the back-off, then
     /// try again (one caller probes, the rest queue behind it).
     Retry { retry_at: Instant },
     /// The watchdog found the caller's deadline passed: it has left the line.
-    #[cfg_attr(not(all(feature = "tokio", not(pool_model))), allow(dead_code))]
-    Expired,
-}
-
-/// A grant as the line keeps it until its caller takes it: small (a boxed connection,
-/// no message text), so each slot of a line thousands long stays small.
-pub(crate) enum Given<C> {
-    Conn(Idle<C>, Option<Instant>),
-    Slot,
-    Closed,
-    Unavailable {
-        last_error: Arc<str>,
-        retry_at: Instant,
-    },
-    Retry {
-        retry_at: Instant,
-    },
     #[cfg_attr(not(all(feature = "tokio", not(pool_model))), allow(dead_code))]
     Expired,
 }
@@ -184,7 +166,7 @@ pub(crate) struct State<C> {
     pub(crate) connecting: usize,
     pub(crate) max_size: usize,
     pub(crate) min_idle: usize,
-    pub(crate) waiters: WaitQueue<Given<C>>,
+    pub(crate) waiters: WaitQueue<Grant<C>>,
     pub(crate) closed: bool,
     pub(crate) backoff: Option<Backoff>,
     pub(crate) last_connect_error: Option<String>,
@@ -287,62 +269,11 @@ impl<C> State<C> {
     pub(crate) fn put_back(&mut self, idle: Idle<C>, wake: &mut WakeList) {
         match self.waiters.pop_front() {
             Some(key) => {
-                wake.push(self.waiters.grant(key, Given::Conn(idle, self.broken_at)));
+                let grant = Grant::Conn(idle, self.broken_at);
+                wake.push(self.waiters.grant(key, grant));
             }
             None => self.idle.push_back(idle),
         }
-    }
-
-    /// Gives a caller popped from the line its grant; returns the waker to wake once
-    /// the lock is released.
-    pub(crate) fn give(&mut self, key: WaitKey, grant: Grant<C>) -> Option<Waker> {
-        let given = match grant {
-            Grant::Conn(idle, broken_at) => Given::Conn(idle, broken_at),
-            Grant::Slot => Given::Slot,
-            Grant::Closed => Given::Closed,
-            Grant::Unavailable {
-                last_error,
-                retry_at,
-            } => Given::Unavailable {
-                last_error,
-                retry_at,
-            },
-            Grant::Retry { retry_at } => Given::Retry { retry_at },
-            Grant::Expired => Given::Expired,
-        };
-        self.waiters.grant(key, given)
-    }
-
-    /// Turns what the line kept into the grant itself.
-    fn receive(&mut self, given: Given<C>) -> Grant<C> {
-        match given {
-            Given::Conn(idle, broken_at) => Grant::Conn(idle, broken_at),
-            Given::Slot => Grant::Slot,
-            Given::Closed => Grant::Closed,
-            Given::Unavailable {
-                last_error,
-                retry_at,
-            } => Grant::Unavailable {
-                last_error,
-                retry_at,
-            },
-            Given::Retry { retry_at } => Grant::Retry { retry_at },
-            Given::Expired => Grant::Expired,
-        }
-    }
-
-    /// A caller in line looks at its place: takes its grant, or leaves `waker`.
-    pub(crate) fn poll_wait(&mut self, key: WaitKey, waker: &Waker) -> Polled<Grant<C>> {
-        match self.waiters.poll(key, waker) {
-            Polled::Ready(given) => Polled::Ready(self.receive(given)),
-            Polled::Pending { watched } => Polled::Pending { watched },
-        }
-    }
-
-    /// A caller leaves the line; returns what it had been granted, to pass on.
-    pub(crate) fn cancel_wait(&mut self, key: WaitKey) -> Option<Grant<C>> {
-        let given = self.waiters.cancel(key)?;
-        Some(self.receive(given))
     }
 
     /// Gives waiters whatever the pool can give now: idle connections, room to open
@@ -357,14 +288,14 @@ impl<C> State<C> {
                 Open::Now => {
                     let key = self.waiters.pop_front().expect("waiters is not empty");
                     self.reserve();
-                    wake.push(self.give(key, Grant::Slot));
+                    wake.push(self.waiters.grant(key, Grant::Slot));
                 }
                 Open::Later => break,
                 Open::BackingOff { retry_at } => {
                     if self.in_use() == 0 && self.connecting == 0 {
                         while let Some(key) = self.waiters.pop_front() {
                             let grant = self.backoff_grant(retry_at);
-                            wake.push(self.give(key, grant));
+                            wake.push(self.waiters.grant(key, grant));
                         }
                     }
                     break;
@@ -379,7 +310,7 @@ impl<C> State<C> {
         let failures = self.backoff.as_ref().map_or(0, |b| b.failures);
         if failures >= DOWN_AFTER_FAILURES {
             Grant::Unavailable {
-                last_error: self.last_error_text().into(),
+                last_error: self.last_error_text(),
                 retry_at,
             }
         } else {

@@ -28,7 +28,7 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use crate::pool::Shared;
-use crate::state::{Given, WakeList, Watchdog};
+use crate::state::{Grant, WakeList, Watchdog};
 use crate::{clock, Manager};
 
 /// Spawns the pool's watchdog on the current tokio runtime; `false` (and nothing
@@ -68,7 +68,7 @@ impl<M: Manager> Shared<M> {
             let mut st = self.lock();
             let next = st
                 .waiters
-                .expire_due(now, || Given::Expired, |waker| wake.push(waker));
+                .expire_due(now, || Grant::Expired, |waker| wake.push(waker));
             st.watchdog = match next {
                 Some(at) => Watchdog::Sleeping(at),
                 None => Watchdog::Parked(None),
