@@ -141,16 +141,22 @@ impl<M: Manager> Future for Get<'_, M> {
                 return Poll::Ready(Err(PoolError::NoRuntime));
             }
             let now = clock::recent();
-            let locked = match shared.take_ready(now, caller) {
-                Ok(pooled) => {
-                    this.state = GetState::Done;
-                    return Poll::Ready(Ok(pooled));
-                }
+            let locked = match shared.take_next_idle() {
+                Ok(taken) => match shared.checkout_now(taken, now, caller, now) {
+                    Ok(pooled) => {
+                        this.state = GetState::Done;
+                        return Poll::Ready(Ok(pooled));
+                    }
+                    Err(taken) => {
+                        this.state = shared.slow(wait, caller, now, now, Step::Idle(taken));
+                        return this.poll_slow(cx);
+                    }
+                },
                 Err(locked) => locked,
             };
             // `Wait::No` has a deadline too, but never joins the line.
             let deadline = wait.deadline(now);
-            this.state = match shared.decide(locked, now, wait, cx.waker(), deadline) {
+            this.state = match shared.decide(Some(locked), now, wait, cx.waker(), deadline) {
                 Step::Idle(taken) => match shared.checkout_now(taken, now, caller, now) {
                     Ok(pooled) => {
                         this.state = GetState::Done;
@@ -252,10 +258,17 @@ impl<M: Manager> Future for Get<'_, M> {
             };
             this.state = next;
         }
-        match &mut this.state {
+        this.poll_slow(cx)
+    }
+}
+
+impl<M: Manager> Get<'_, M> {
+    /// Polls the slow path, which the start and waiting states have just been left for.
+    fn poll_slow(&mut self, cx: &mut Context<'_>) -> Poll<GetResult<M>> {
+        match &mut self.state {
             GetState::Slow(slow) => {
                 let output = ready!(slow.as_mut().poll(cx));
-                this.state = GetState::Done;
+                self.state = GetState::Done;
                 Poll::Ready(output)
             }
             GetState::Done => panic!("`Get` polled after completion"),
@@ -480,38 +493,29 @@ impl<M: Manager> Shared<M> {
         }
     }
 
-    /// The fast path: the next idle connection, if it is ready to hand out as it is
-    /// (not expired, not dirty, not suspect, not due a check, no `before_checkout` hook
-    /// to run), taken under one short lock with nothing else decided. Otherwise the
-    /// caller goes on to [`decide`](Self::decide), with the lock still held if it was
-    /// taken (one lock for both), or after closing the connection if the driver
-    /// reported it broken.
+    /// The fast path: the next idle connection, taken under a lock held for nothing
+    /// else, so callers on other threads wait on it as briefly as possible. Whether it
+    /// can be handed out as it is ([`checkout_now`](Self::checkout_now)) is asked after
+    /// the lock is released. With no idle connection the caller goes on to
+    /// [`decide`](Self::decide) with the lock still held (one lock for both).
     #[inline]
-    fn take_ready<'a>(
-        self: &'a Arc<Self>,
-        now: Instant,
-        caller: &'static Location<'static>,
-    ) -> Result<Pooled<M>, Option<Locked<'a, M>>> {
-        if !self.hooks.before_checkout.is_empty() {
-            return Err(None);
+    fn take_next_idle<'a>(self: &'a Arc<Self>) -> Result<TakenIdle<'a, M>, Locked<'a, M>> {
+        let mut st = self.lock();
+        if st.closed {
+            return Err(st);
         }
-        let mut conn = {
-            let mut st = self.lock();
-            let ready = st
-                .next_idle()
-                .is_some_and(|idle| self.ready_as_is(idle, st.broken_at, now));
-            if !ready {
-                return Err(Some(st));
+        match st.take_idle() {
+            Some(idle) => {
+                let broken_at = st.broken_at;
+                drop(st);
+                Ok(TakenIdle {
+                    shared: self,
+                    idle: Some(idle),
+                    broken_at,
+                })
             }
-            st.take_idle()
-                .expect("the next idle connection was just seen")
-                .conn
-        };
-        if self.reports_broken(&mut conn) {
-            self.close_conn(conn, CloseReason::Broken);
-            return Err(None);
+            None => Err(st),
         }
-        Ok(self.into_pooled(conn, now, caller, now))
     }
 
     /// Whether an idle connection can be handed out without anything done to it: not
@@ -714,14 +718,17 @@ mod tests {
         }
     }
 
-    /// What a waiting caller costs the pool: its `get` future plus its slot in line
-    /// (the bound is 200 bytes; the slab grows by a quarter at most).
+    /// What a waiting caller costs the pool: its `get` future plus its slot and its
+    /// entry in line (the bound is 200 bytes; the slab and the ring grow by a
+    /// quarter at most).
     #[test]
     fn a_waiting_caller_costs_under_200_bytes() {
         let future = std::mem::size_of::<super::Get<'static, NoIo>>();
         let slot = crate::waiters::slot_size::<crate::state::Grant<u64>>();
         assert!(future <= 112, "the get future grew to {future} bytes");
         assert!(slot <= 56, "a slot in line grew to {slot} bytes");
-        assert!(future + slot * 5 / 4 < 200);
+        let entry = crate::waiters::entry_size();
+        assert!(entry <= 8, "an entry in line grew to {entry} bytes");
+        assert!(future + (slot + entry) * 5 / 4 < 200);
     }
 }

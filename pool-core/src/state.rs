@@ -160,14 +160,17 @@ impl WakeList {
     }
 }
 
+/// `repr(C)` with the idle list first: it is what the fast path writes, and so shares
+/// the cache line of the mutex's lock word (see `Shared`).
+#[repr(C)]
 pub(crate) struct State<C> {
     pub(crate) idle: VecDeque<Idle<C>>,
+    pub(crate) closed: bool,
     pub(crate) size: usize,
     pub(crate) connecting: usize,
     pub(crate) max_size: usize,
     pub(crate) min_idle: usize,
     pub(crate) waiters: WaitQueue<Grant<C>>,
-    pub(crate) closed: bool,
     pub(crate) backoff: Option<Backoff>,
     pub(crate) last_connect_error: Option<String>,
     /// When a connection was last found broken; idle ones last checked before then are
@@ -248,15 +251,6 @@ impl<C> State<C> {
         self.connecting += 1;
     }
 
-    /// The idle connection [`take_idle`](Self::take_idle) would take next.
-    #[inline]
-    pub(crate) fn next_idle(&self) -> Option<&Idle<C>> {
-        match self.limits.reuse {
-            Reuse::MostRecent => self.idle.back(),
-            Reuse::Fifo => self.idle.front(),
-        }
-    }
-
     #[inline]
     pub(crate) fn take_idle(&mut self) -> Option<Idle<C>> {
         match self.limits.reuse {
@@ -268,9 +262,9 @@ impl<C> State<C> {
     /// A usable connection comes back: to the first waiter, else to the idle list.
     pub(crate) fn put_back(&mut self, idle: Idle<C>, wake: &mut WakeList) {
         match self.waiters.pop_front() {
-            Some(key) => {
+            Some(popped) => {
                 let grant = Grant::Conn(idle, self.broken_at);
-                wake.push(self.waiters.grant(key, grant));
+                wake.push(self.waiters.grant(popped, grant));
             }
             None => self.idle.push_back(idle),
         }
@@ -286,16 +280,16 @@ impl<C> State<C> {
             }
             match self.open_permission(now) {
                 Open::Now => {
-                    let key = self.waiters.pop_front().expect("waiters is not empty");
+                    let popped = self.waiters.pop_front().expect("waiters is not empty");
                     self.reserve();
-                    wake.push(self.waiters.grant(key, Grant::Slot));
+                    wake.push(self.waiters.grant(popped, Grant::Slot));
                 }
                 Open::Later => break,
                 Open::BackingOff { retry_at } => {
                     if self.in_use() == 0 && self.connecting == 0 {
-                        while let Some(key) = self.waiters.pop_front() {
+                        while let Some(popped) = self.waiters.pop_front() {
                             let grant = self.backoff_grant(retry_at);
-                            wake.push(self.waiters.grant(key, grant));
+                            wake.push(self.waiters.grant(popped, grant));
                         }
                     }
                     break;

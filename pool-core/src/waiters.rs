@@ -4,11 +4,11 @@
 //! - **First come, first served**: [`WaitQueue::pop_front`] yields callers in the
 //!   order of [`WaitQueue::push_back`].
 //! - **Hand-off without a race**: a value given with [`WaitQueue::grant`] stays in the
-//!   caller's node until the caller takes it with [`WaitQueue::poll`] or, if the
+//!   caller's slot until the caller takes it with [`WaitQueue::poll`] or, if the
 //!   caller gave up, [`WaitQueue::cancel`] gives it back. A grant is therefore never
 //!   lost: whoever cancels a wait must pass any granted value on.
-//! - **O(1)** push, pop and cancel (a doubly linked list threaded through a slab), so
-//!   thousands of cancelled waits cost no scanning.
+//! - **O(1)** push and pop, and **amortised O(1)** cancel, so thousands of cancelled
+//!   waits cost no scanning.
 //! - **Watched deadlines in line order**: a caller pushed with a deadline to watch
 //!   ([`WaitQueue::push_back`] with `Some`) is accepted only if no watched caller
 //!   ahead of it has a later deadline ([`WaitQueue::in_watch_order`]), so the earliest
@@ -16,8 +16,18 @@
 //!   [`WaitQueue::expire_due`] finds every expired one by walking from the front until
 //!   the first that is not, passing over only unwatched callers.
 //!
+//! The callers live in a slab; their order is a ring of `(slot, ticket)` entries
+//! beside it. A cancelled caller's slot is freed at once and its entry left behind,
+//! recognised as stale because the slot no longer waits under that ticket; stale
+//! entries are skipped when popped and swept out once they outnumber the live ones.
+//! A doubly linked list threaded through the slab (what this replaced) wrote the
+//! neighbours' slots on every push and pop, and with callers on two cores each of
+//! those writes moved a cache line between them while the pool's lock was held: the
+//! ring is written at its two ends only, eight entries to a line.
+//!
 //! The queue is not synchronised: the pool keeps it inside its state mutex.
 
+use std::collections::VecDeque;
 use std::task::Waker;
 use std::time::Instant;
 
@@ -25,23 +35,23 @@ use std::time::Instant;
 type Index = u32;
 const NIL: Index = Index::MAX;
 
+/// Tells a caller's entry in the ring from a stale one left by an earlier occupant of
+/// its slot. It wraps after 2^32 pushes; a stale entry cannot live that long, as the
+/// ring would have been swept long before.
+type Ticket = u32;
+
 enum Slot<T> {
     Vacant {
         next_free: Index,
     },
     Queued {
-        prev: Index,
-        next: Index,
+        ticket: Ticket,
         waker: Option<Waker>,
         /// The deadline someone else (the pool's watchdog) keeps for this caller.
         watch: Option<Instant>,
     },
     Granted {
         value: T,
-    },
-    /// Popped from the queue, value not yet given.
-    Popped {
-        waker: Option<Waker>,
     },
 }
 
@@ -50,11 +60,26 @@ enum Slot<T> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct WaitKey(Index);
 
+/// The first caller, just taken out of line: to be handed its value with
+/// [`WaitQueue::grant`] before the lock is released (its slot is written once, then).
+#[must_use = "a popped caller must be granted a value"]
+pub(crate) struct Popped {
+    index: Index,
+    waker: Option<Waker>,
+}
+
+/// A place in the ring: live while its slot is queued under the same ticket.
+#[derive(Clone, Copy)]
+struct Entry {
+    index: Index,
+    ticket: Ticket,
+}
+
 pub(crate) struct WaitQueue<T> {
     slots: Vec<Slot<T>>,
     free: Index,
-    head: Index,
-    tail: Index,
+    line: VecDeque<Entry>,
+    next_ticket: Ticket,
     queued: usize,
     /// Queued callers with a watched deadline, and the latest such deadline pushed
     /// since there last were none.
@@ -76,8 +101,8 @@ impl<T> WaitQueue<T> {
         WaitQueue {
             slots: Vec::new(),
             free: NIL,
-            head: NIL,
-            tail: NIL,
+            line: VecDeque::new(),
+            next_ticket: 0,
             queued: 0,
             watched: 0,
             latest_watched: None,
@@ -107,9 +132,10 @@ impl<T> WaitQueue<T> {
             self.watched += 1;
             self.latest_watched = Some(deadline);
         }
+        let ticket = self.next_ticket;
+        self.next_ticket = ticket.wrapping_add(1);
         let slot = Slot::Queued {
-            prev: self.tail,
-            next: NIL,
+            ticket,
             waker,
             watch,
         };
@@ -131,34 +157,46 @@ impl<T> WaitQueue<T> {
             self.slots.push(slot);
             index
         };
-        if self.tail == NIL {
-            self.head = index;
-        } else {
-            self.set_next(self.tail, index);
+        if self.line.len() == self.line.capacity() {
+            // The ring grows by a quarter too (entries are 8 bytes, slots 56).
+            self.line.reserve_exact((self.line.len() / 4).max(16));
         }
-        self.tail = index;
+        self.line.push_back(Entry { index, ticket });
         self.queued += 1;
         WaitKey(index)
     }
 
-    /// Takes the first caller out of line; give it its value with [`grant`](Self::grant).
-    pub(crate) fn pop_front(&mut self) -> Option<WaitKey> {
-        if self.head == NIL {
+    /// Whether `entry` still names a caller in line.
+    fn is_live(&self, entry: Entry) -> bool {
+        matches!(
+            self.slots[entry.index as usize],
+            Slot::Queued { ticket, .. } if ticket == entry.ticket
+        )
+    }
+
+    /// Takes the first caller out of line; give it its value with [`grant`](Self::grant)
+    /// at once, under the same lock.
+    pub(crate) fn pop_front(&mut self) -> Option<Popped> {
+        if self.queued == 0 {
             return None;
         }
-        let index = self.head;
-        let waker = self.unlink(index);
-        self.slots[index as usize] = Slot::Popped { waker };
-        Some(WaitKey(index))
+        loop {
+            let entry = self.line.pop_front().expect("a queued caller has an entry");
+            if self.is_live(entry) {
+                let waker = self.leave_line(entry.index);
+                return Some(Popped {
+                    index: entry.index,
+                    waker,
+                });
+            }
+        }
     }
 
     /// Gives a popped caller its value; returns the waker to wake once the lock is
     /// released.
-    pub(crate) fn grant(&mut self, key: WaitKey, value: T) -> Option<Waker> {
-        match std::mem::replace(&mut self.slots[key.0 as usize], Slot::Granted { value }) {
-            Slot::Popped { waker } => waker,
-            _ => unreachable!("grant to a caller that was not popped"),
-        }
+    pub(crate) fn grant(&mut self, popped: Popped, value: T) -> Option<Waker> {
+        self.slots[popped.index as usize] = Slot::Granted { value };
+        popped.waker
     }
 
     /// The caller checks its place: takes its value if granted, else stores `waker`.
@@ -169,8 +207,6 @@ impl<T> WaitQueue<T> {
                 watch,
                 ..
             } => (stored, watch.is_some()),
-            // Its value is on the way: nothing can expire it now.
-            Slot::Popped { waker: stored } => (stored, true),
             Slot::Granted { .. } => {
                 return match self.release(key.0) {
                     Slot::Granted { value } => Polled::Ready(value),
@@ -188,14 +224,28 @@ impl<T> WaitQueue<T> {
     /// The caller gives up its place. Returns the value it had been granted, which the
     /// caller must pass on.
     pub(crate) fn cancel(&mut self, key: WaitKey) -> Option<T> {
-        if let Slot::Queued { .. } = self.slots[key.0 as usize] {
-            self.unlink(key.0);
+        let was_queued = matches!(self.slots[key.0 as usize], Slot::Queued { .. });
+        if was_queued {
+            // Its entry stays in the ring, stale from here on.
+            self.leave_line(key.0);
         }
-        match self.release(key.0) {
+        let value = match self.release(key.0) {
             Slot::Granted { value } => Some(value),
-            Slot::Queued { .. } | Slot::Popped { .. } => None,
+            Slot::Queued { .. } => None,
             Slot::Vacant { .. } => unreachable!("cancel with a released key"),
+        };
+        if was_queued && self.line.len() > 2 * self.queued + 16 {
+            self.sweep();
         }
+        value
+    }
+
+    /// Drops the stale entries: once they outnumber the live ones, so each cancel pays
+    /// for its own entry's removal once, amortised.
+    fn sweep(&mut self) {
+        let mut line = std::mem::take(&mut self.line);
+        line.retain(|&entry| self.is_live(entry));
+        self.line = line;
     }
 
     fn release(&mut self, index: Index) -> Slot<T> {
@@ -218,22 +268,24 @@ impl<T> WaitQueue<T> {
         mut expired: impl FnMut() -> T,
         mut wake: impl FnMut(Option<Waker>),
     ) -> Option<Instant> {
-        let mut index = self.head;
-        while index != NIL {
-            let Slot::Queued { next, watch, .. } = &self.slots[index as usize] else {
-                unreachable!("a slot in line that is not queued")
+        for position in 0..self.line.len() {
+            let entry = self.line[position];
+            if !self.is_live(entry) {
+                continue;
+            }
+            let Slot::Queued { watch, .. } = &self.slots[entry.index as usize] else {
+                unreachable!("a live entry's slot is queued")
             };
-            let (next, watch) = (*next, *watch);
-            match watch {
+            match *watch {
                 Some(deadline) if deadline > now => return Some(deadline),
+                // Granted, its entry goes stale.
                 Some(_) => {
-                    let waker = self.unlink(index);
-                    self.slots[index as usize] = Slot::Granted { value: expired() };
+                    let waker = self.leave_line(entry.index);
+                    self.slots[entry.index as usize] = Slot::Granted { value: expired() };
                     wake(waker);
                 }
                 None => {}
             }
-            index = next;
         }
         None
     }
@@ -242,35 +294,32 @@ impl<T> WaitQueue<T> {
     /// Nobody keeps deadlines any more: every watched caller is told (woken) so it
     /// keeps its own.
     pub(crate) fn unwatch_all(&mut self, mut wake: impl FnMut(Option<Waker>)) {
-        let mut index = self.head;
-        while index != NIL && self.watched > 0 {
-            let Slot::Queued {
-                next, watch, waker, ..
-            } = &mut self.slots[index as usize]
-            else {
-                unreachable!("a slot in line that is not queued")
+        for position in 0..self.line.len() {
+            if self.watched == 0 {
+                break;
+            }
+            let entry = self.line[position];
+            if !self.is_live(entry) {
+                continue;
+            }
+            let Slot::Queued { watch, waker, .. } = &mut self.slots[entry.index as usize] else {
+                unreachable!("a live entry's slot is queued")
             };
             if watch.take().is_some() {
                 self.watched -= 1;
                 wake(waker.clone());
             }
-            index = *next;
         }
         self.watched = 0;
         self.latest_watched = None;
     }
 
-    /// Removes a queued slot from the list, returning its waker; the slot's content is
-    /// left for the caller to overwrite.
-    fn unlink(&mut self, index: Index) -> Option<Waker> {
-        let (prev, next, waker, watch) = match &mut self.slots[index as usize] {
-            Slot::Queued {
-                prev,
-                next,
-                waker,
-                watch,
-            } => (*prev, *next, waker.take(), watch.take()),
-            _ => unreachable!("unlink of a slot not in line"),
+    /// Counts a queued caller out of line, returning its waker; the slot's content is
+    /// left for the caller to overwrite, and its entry in the ring goes stale.
+    fn leave_line(&mut self, index: Index) -> Option<Waker> {
+        let (waker, watch) = match &mut self.slots[index as usize] {
+            Slot::Queued { waker, watch, .. } => (waker.take(), watch.take()),
+            _ => unreachable!("a caller leaving the line was not in it"),
         };
         if watch.is_some() {
             self.watched -= 1;
@@ -278,32 +327,15 @@ impl<T> WaitQueue<T> {
                 self.latest_watched = None;
             }
         }
-        if prev == NIL {
-            self.head = next;
-        } else {
-            self.set_next(prev, next);
-        }
-        if next == NIL {
-            self.tail = prev;
-        } else {
-            self.set_prev(next, prev);
-        }
         self.queued -= 1;
         waker
     }
+}
 
-    fn set_next(&mut self, index: Index, to: Index) {
-        match &mut self.slots[index as usize] {
-            Slot::Queued { next, .. } => *next = to,
-            _ => unreachable!("link to a slot not in line"),
-        }
-    }
-
-    fn set_prev(&mut self, index: Index, to: Index) {
-        match &mut self.slots[index as usize] {
-            Slot::Queued { prev, .. } => *prev = to,
-            _ => unreachable!("link to a slot not in line"),
-        }
+#[cfg(test)]
+impl Popped {
+    fn key(&self) -> WaitKey {
+        WaitKey(self.index)
     }
 }
 
@@ -311,6 +343,12 @@ impl<T> WaitQueue<T> {
 #[cfg(test)]
 pub(crate) fn slot_size<T>() -> usize {
     std::mem::size_of::<Slot<T>>()
+}
+
+/// The size of one entry in the ring, for the memory bound's test.
+#[cfg(test)]
+pub(crate) fn entry_size() -> usize {
+    std::mem::size_of::<Entry>()
 }
 
 #[cfg(test)]
@@ -370,7 +408,7 @@ mod tests {
         assert_eq!(q.expire_due(at(base, 20), || "expired", |_| {}), None);
         assert!(matches!(q.poll(late, &noop()), Polled::Ready("expired")));
         assert_eq!(
-            q.pop_front(),
+            q.pop_front().map(|p| p.key()),
             Some(own_timer),
             "the unwatched caller stays in line"
         );
@@ -391,15 +429,15 @@ mod tests {
         ));
         assert!(q.in_watch_order(base), "no watched deadline is left");
         assert_eq!(q.expire_due(at(base, 100), || (), |_| {}), None);
-        assert_eq!(q.pop_front(), Some(a));
-        assert_eq!(q.pop_front(), Some(b));
+        assert_eq!(q.pop_front().map(|p| p.key()), Some(a));
+        assert_eq!(q.pop_front().map(|p| p.key()), Some(b));
     }
 
     #[test]
     fn pops_in_push_order() {
         let mut q: WaitQueue<()> = WaitQueue::new();
         let keys: Vec<_> = (0..5).map(|_| q.push_back(None, None)).collect();
-        let popped: Vec<_> = std::iter::from_fn(|| q.pop_front()).collect();
+        let popped: Vec<_> = std::iter::from_fn(|| q.pop_front().map(|p| p.key())).collect();
         assert_eq!(keys, popped);
         assert!(q.is_empty());
     }
@@ -414,19 +452,36 @@ mod tests {
         assert_eq!(q.len(), 2);
         let d = q.push_back(None, None);
         assert_eq!(d, b, "the freed slot is reused");
-        assert_eq!(q.pop_front(), Some(a));
-        assert_eq!(q.pop_front(), Some(c));
-        assert_eq!(q.pop_front(), Some(d));
-        assert_eq!(q.pop_front(), None);
+        assert_eq!(q.pop_front().map(|p| p.key()), Some(a));
+        assert_eq!(q.pop_front().map(|p| p.key()), Some(c));
+        assert_eq!(q.pop_front().map(|p| p.key()), Some(d));
+        assert_eq!(q.pop_front().map(|p| p.key()), None);
+    }
+
+    #[test]
+    fn cancelled_callers_leave_no_more_entries_behind_than_live_ones() {
+        let mut q: WaitQueue<()> = WaitQueue::new();
+        let first = q.push_back(None, None);
+        for _ in 0..10_000 {
+            let key = q.push_back(None, None);
+            assert_eq!(q.cancel(key), None);
+            assert!(q.line.len() <= 2 * q.len() + 17, "{} entries", q.line.len());
+        }
+        let last = q.push_back(None, None);
+        assert_eq!(q.len(), 2);
+        assert_eq!(q.pop_front().map(|p| p.key()), Some(first));
+        assert_eq!(q.pop_front().map(|p| p.key()), Some(last));
+        assert_eq!(q.pop_front().map(|p| p.key()), None);
+        assert!(q.slots.len() <= 3, "freed slots are reused");
     }
 
     #[test]
     fn a_granted_value_is_returned_by_cancel() {
         let mut q = WaitQueue::new();
         let a = q.push_back(None, None);
-        let key = q.pop_front().unwrap();
-        assert_eq!(key, a);
-        assert!(q.grant(key, 7).is_none());
+        let popped = q.pop_front().unwrap();
+        assert_eq!(popped.key(), a);
+        assert!(q.grant(popped, 7).is_none());
         assert_eq!(q.cancel(a), Some(7));
     }
 
@@ -435,9 +490,9 @@ mod tests {
         let mut q = WaitQueue::new();
         let a = q.push_back(None, None);
         assert!(matches!(q.poll(a, &noop()), Polled::Pending { .. }));
-        let key = q.pop_front().unwrap();
+        let popped = q.pop_front().unwrap();
         assert!(
-            q.grant(key, "conn").is_some(),
+            q.grant(popped, "conn").is_some(),
             "the stored waker is handed back"
         );
         assert!(matches!(q.poll(a, &noop()), Polled::Ready("conn")));
