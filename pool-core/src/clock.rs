@@ -94,6 +94,7 @@ mod coarse {
 
     /// Reads `clock` through libc (glibc's vDSO: no system call).
     #[allow(unsafe_code)]
+    #[inline]
     fn read(clock: libc::clockid_t, resolution: bool) -> Option<libc::timespec> {
         let mut ts = libc::timespec {
             tv_sec: 0,

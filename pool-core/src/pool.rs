@@ -599,6 +599,7 @@ impl<M: Manager> Shared<M> {
         }
     }
 
+    #[inline]
     pub(crate) fn into_pooled(
         self: &Arc<Self>,
         mut conn: Conn<M::Connection>,

@@ -149,6 +149,10 @@ impl WakeList {
     #[inline]
     pub(crate) fn wake(self) {
         if self.first.is_none() {
+            // `rest` only fills once `first` has: nothing is allocated, so nothing
+            // needs dropping either (the drop glue alone cost as much as the return's
+            // bookkeeping under the lock).
+            std::mem::forget(self);
             return;
         }
         if let Some(first) = self.first {
@@ -260,14 +264,15 @@ impl<C> State<C> {
     }
 
     /// A usable connection comes back: to the first waiter, else to the idle list.
+    #[inline]
     pub(crate) fn put_back(&mut self, idle: Idle<C>, wake: &mut WakeList) {
-        match self.waiters.pop_front() {
-            Some(popped) => {
-                let grant = Grant::Conn(idle, self.broken_at);
-                wake.push(self.waiters.grant(popped, grant));
-            }
-            None => self.idle.push_back(idle),
+        if self.waiters.is_empty() {
+            self.idle.push_back(idle);
+            return;
         }
+        let popped = self.waiters.pop_front().expect("waiters is not empty");
+        let grant = Grant::Conn(idle, self.broken_at);
+        wake.push(self.waiters.grant(popped, grant));
     }
 
     /// Gives waiters whatever the pool can give now: idle connections, room to open
