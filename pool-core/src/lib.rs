@@ -78,8 +78,8 @@
 //!   keeps its place in line; if a connection comes back first it takes that one, and
 //!   its connect finishes into the pool (with tokio; elsewhere it waits for its
 //!   connect). In a burst, few connections are opened and nobody waits 100 ms for one.
-//! - **Cheap to wait on**: a waiting caller costs the pool about 150 bytes (its `get`
-//!   future and its slot in line) and no timer of its own: with tokio, one watchdog
+//! - **Cheap to wait on**: a waiting caller costs the pool under 200 bytes (its `get`
+//!   future, its slot and its entry in line) and no timer of its own: with tokio, one watchdog
 //!   task per pool keeps the waiters' deadlines.
 //!
 //! # Runtimes and upkeep

@@ -46,9 +46,13 @@ impl<M: Manager> std::fmt::Debug for Pool<M> {
     }
 }
 
-/// Laid out by hand, and aligned to a cache line, so the lock word and the fields every
-/// checkout and return write (see [`State`]) share one line: a checkout on one core
-/// after a return on another then moves one line between them, not three.
+/// Laid out by hand, and aligned to a cache line, so the lock word and the idle list,
+/// which every checkout and return write under it (see [`State`]), share one line: a
+/// checkout on one core after a return on another moves that one line between them
+/// for the bookkeeping, where the lock and the list apart took two or three. (The
+/// `Arc`'s count, which a checkout also writes, keeps a line of its own.)
+/// Side by side, releasing at once with 16 tasks on 2 threads, this took a checkout
+/// and return from 1.09× to 0.94× the time of a `Semaphore` and a locked `Vec`.
 #[repr(C, align(64))]
 pub(crate) struct Shared<M: Manager> {
     state: Mutex<State<M::Connection>>,

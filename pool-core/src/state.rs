@@ -3,8 +3,9 @@
 //! The invariant every method keeps: `size == idle.len() + in_use + connecting`, where
 //! each counted connection is owned by exactly one of: the idle list, a
 //! [`SlotGuard`](crate::pool::SlotGuard) or, for a connect that may finish without its
-//! caller, an `OwnedSlot` (being opened), a [`Pooled`](crate::Pooled) (checked out or
-//! being checked), or a waiter's grant. Those
+//! caller, an `OwnedSlot` (being opened), a `TakenIdle` (taken from the idle list, not
+//! yet a checkout), a [`Pooled`](crate::Pooled) (checked out or being checked), or a
+//! waiter's grant. Those
 //! owners give their unit back in `Drop`, so a cancelled or panicking caller cannot leak
 //! one. Nothing here awaits or calls user code.
 

@@ -7,19 +7,21 @@
 //!   caller's slot until the caller takes it with [`WaitQueue::poll`] or, if the
 //!   caller gave up, [`WaitQueue::cancel`] gives it back. A grant is therefore never
 //!   lost: whoever cancels a wait must pass any granted value on.
-//! - **O(1)** push and pop, and **amortised O(1)** cancel, so thousands of cancelled
-//!   waits cost no scanning.
+//! - **O(1)** push, and **amortised O(1)** pop, cancel and expiry, so thousands of
+//!   cancelled or expired waits cost no scanning.
 //! - **Watched deadlines in line order**: a caller pushed with a deadline to watch
 //!   ([`WaitQueue::push_back`] with `Some`) is accepted only if no watched caller
 //!   ahead of it has a later deadline ([`WaitQueue::in_watch_order`]), so the earliest
 //!   watched deadline is always the first watched caller's, and
 //!   [`WaitQueue::expire_due`] finds every expired one by walking from the front until
-//!   the first that is not, passing over only unwatched callers.
+//!   the first that is not, passing over only unwatched callers (and stale entries,
+//!   which it clears from the front as it goes).
 //!
 //! The callers live in a slab; their order is a ring of `(slot, ticket)` entries
 //! beside it. A cancelled caller's slot is freed at once and its entry left behind,
-//! recognised as stale because the slot no longer waits under that ticket; stale
-//! entries are skipped when popped and swept out once they outnumber the live ones.
+//! recognised as stale because the slot no longer waits under that ticket; so is an
+//! expired caller's. Stale entries are dropped when they reach the front, and swept out
+//! once they outnumber the live ones, so the ring holds at most `2 × waiting + 17`.
 //! A doubly linked list threaded through the slab (what this replaced) wrote the
 //! neighbours' slots on every push and pop, and with callers on two cores each of
 //! those writes moved a cache line between them while the pool's lock was held: the
@@ -36,8 +38,9 @@ type Index = u32;
 const NIL: Index = Index::MAX;
 
 /// Tells a caller's entry in the ring from a stale one left by an earlier occupant of
-/// its slot. It wraps after 2^32 pushes; a stale entry cannot live that long, as the
-/// ring would have been swept long before.
+/// its slot. It wraps after 2^32 pushes, but a stale entry cannot live that long: it
+/// leaves the ring when a pop reaches it or a sweep runs, so while it stays, every
+/// entry pushed after it is still behind it, and 2^32 of them would be a 32 GiB ring.
 type Ticket = u32;
 
 enum Slot<T> {
@@ -109,7 +112,7 @@ impl<T> WaitQueue<T> {
         }
     }
 
-    /// Callers still in line (popped ones awaiting their grant do not count).
+    /// Callers still in line.
     pub(crate) fn len(&self) -> usize {
         self.queued
     }
@@ -184,6 +187,10 @@ impl<T> WaitQueue<T> {
             let entry = self.line.pop_front().expect("a queued caller has an entry");
             if self.is_live(entry) {
                 let waker = self.leave_line(entry.index);
+                if self.queued == 0 {
+                    // Whatever is left is stale.
+                    self.line.clear();
+                }
                 return Some(Popped {
                     index: entry.index,
                     waker,
@@ -195,6 +202,17 @@ impl<T> WaitQueue<T> {
     /// Gives a popped caller its value; returns the waker to wake once the lock is
     /// released.
     pub(crate) fn grant(&mut self, popped: Popped, value: T) -> Option<Waker> {
+        debug_assert!(
+            matches!(
+                self.slots[popped.index as usize],
+                Slot::Queued {
+                    waker: None,
+                    watch: None,
+                    ..
+                }
+            ),
+            "grant to a caller that was not just popped"
+        );
         self.slots[popped.index as usize] = Slot::Granted { value };
         popped.waker
     }
@@ -234,18 +252,32 @@ impl<T> WaitQueue<T> {
             Slot::Queued { .. } => None,
             Slot::Vacant { .. } => unreachable!("cancel with a released key"),
         };
-        if was_queued && self.line.len() > 2 * self.queued + 16 {
-            self.sweep();
+        if was_queued {
+            self.tidy();
         }
         value
     }
 
-    /// Drops the stale entries: once they outnumber the live ones, so each cancel pays
-    /// for its own entry's removal once, amortised.
-    fn sweep(&mut self) {
-        let mut line = std::mem::take(&mut self.line);
-        line.retain(|&entry| self.is_live(entry));
-        self.line = line;
+    /// Keeps stale entries from piling up after callers leave the line other than by
+    /// a pop: drops those at the front (where expired callers, the oldest, leave
+    /// theirs), and sweeps the rest once they outnumber the live ones by 16, so each
+    /// stale entry costs one removal, amortised.
+    fn tidy(&mut self) {
+        if self.queued == 0 {
+            self.line.clear();
+            return;
+        }
+        while let Some(&front) = self.line.front() {
+            if self.is_live(front) {
+                break;
+            }
+            self.line.pop_front();
+        }
+        if self.line.len() > 2 * self.queued + 16 {
+            let mut line = std::mem::take(&mut self.line);
+            line.retain(|&entry| self.is_live(entry));
+            self.line = line;
+        }
     }
 
     fn release(&mut self, index: Index) -> Slot<T> {
@@ -268,6 +300,8 @@ impl<T> WaitQueue<T> {
         mut expired: impl FnMut() -> T,
         mut wake: impl FnMut(Option<Waker>),
     ) -> Option<Instant> {
+        let mut next = None;
+        let mut any_expired = false;
         for position in 0..self.line.len() {
             let entry = self.line[position];
             if !self.is_live(entry) {
@@ -277,17 +311,24 @@ impl<T> WaitQueue<T> {
                 unreachable!("a live entry's slot is queued")
             };
             match *watch {
-                Some(deadline) if deadline > now => return Some(deadline),
+                Some(deadline) if deadline > now => {
+                    next = Some(deadline);
+                    break;
+                }
                 // Granted, its entry goes stale.
                 Some(_) => {
                     let waker = self.leave_line(entry.index);
                     self.slots[entry.index as usize] = Slot::Granted { value: expired() };
                     wake(waker);
+                    any_expired = true;
                 }
                 None => {}
             }
         }
-        None
+        if any_expired {
+            self.tidy();
+        }
+        next
     }
 
     #[cfg_attr(not(all(feature = "tokio", not(pool_model))), allow(dead_code))]
@@ -473,6 +514,22 @@ mod tests {
         assert_eq!(q.pop_front().map(|p| p.key()), Some(last));
         assert_eq!(q.pop_front().map(|p| p.key()), None);
         assert!(q.slots.len() <= 3, "freed slots are reused");
+    }
+
+    #[test]
+    fn expired_callers_leave_no_entries_behind() {
+        let base = Instant::now();
+        let mut q: WaitQueue<&str> = WaitQueue::new();
+        let unwatched = q.push_back(None, None);
+        for round in 0..1_000 {
+            let key = q.push_back(None, Some(at(base, round)));
+            assert_eq!(q.expire_due(at(base, round), || "expired", |_| {}), None);
+            assert!(matches!(q.poll(key, &noop()), Polled::Ready("expired")));
+            assert!(q.line.len() <= 2 * q.len() + 17, "{} entries", q.line.len());
+        }
+        assert_eq!(q.len(), 1);
+        assert_eq!(q.pop_front().map(|p| p.key()), Some(unwatched));
+        assert!(q.line.is_empty());
     }
 
     #[test]

@@ -85,6 +85,31 @@ async fn panicking_has_broken_discards_on_return() {
     assert_whole(&pool, &control).await;
 }
 
+/// `has_broken` panicking when an idle connection is about to be handed out counts as
+/// broken: the connection is closed, never handed out, and `has_broken` is asked once
+/// for it (a second asking could answer differently and hand it out).
+#[tokio::test]
+async fn panicking_has_broken_at_checkout_closes_the_connection() {
+    let (pool, control) = pool(|b| b.max_size(2));
+    let first_id = pool.get().await.unwrap().id();
+    let calls_before = control.has_broken_calls();
+    control.panic_next_has_broken(1);
+    let conn = pool.get().await.unwrap();
+    assert_ne!(
+        conn.id(),
+        first_id,
+        "the connection judged broken was handed out"
+    );
+    assert_eq!(
+        control.has_broken_calls() - calls_before,
+        1,
+        "has_broken is asked once for the idle connection (the new one is not asked)"
+    );
+    drop(conn);
+    assert_eq!(control.live(), 1);
+    assert_whole(&pool, &control).await;
+}
+
 /// Builds a flag that is `true` exactly once.
 fn once() -> Arc<AtomicBool> {
     Arc::new(AtomicBool::new(true))
