@@ -2,12 +2,13 @@
 //! `try_get`.
 //!
 //! The first poll tries the fast path synchronously: take the next idle connection
-//! under a lock held for nothing else and, if it needs no check, return it. A caller that must wait for a
-//! connection to come back waits in place ([`GetState::Waiting`]): its place in line,
-//! plus a timer armed only when it has a deadline; a connection handed to it that
-//! needs no check becomes a checkout synchronously, as on the fast path. Only a caller
-//! that must open a connection, check one, or retry goes on to the slow path, an async
-//! state machine that is boxed so the common paths do not carry (and move) its size.
+//! under a lock held for nothing else and, if it needs no check, return it. A caller
+//! that must wait for a connection to come back waits in place ([`GetState::Waiting`]):
+//! its place in line, plus a timer armed only when it has a deadline; a connection
+//! handed to it that needs no check becomes a checkout synchronously, as on the fast
+//! path. Only a caller that must open a connection, check one, or retry goes on to the
+//! slow path, an async state machine that is boxed so the common paths do not carry
+//! (and move) its size.
 //!
 //! Every intermediate state owns what it holds through a guard ([`TakenIdle`],
 //! [`SlotGuard`], [`WaitTurn`], [`Pooled`]), so dropping the future at any point gives
@@ -166,8 +167,7 @@ impl<M: Manager> Future for Get<'_, M> {
                         this.state = GetState::Done;
                         return Poll::Ready(Ok(pooled));
                     }
-                    Err(Some(taken)) => shared.slow(wait, caller, now, now, Step::Idle(taken)),
-                    Err(None) => shared.slow(wait, caller, now, now, Step::look_again(now)),
+                    Err(unready) => shared.slow(wait, caller, now, now, Step::after(unready, now)),
                 },
                 Step::Wait(turn, retry_at) => {
                     just_joined = true;
@@ -220,10 +220,9 @@ impl<M: Manager> Future for Get<'_, M> {
                             this.state = GetState::Done;
                             return Poll::Ready(Ok(pooled));
                         }
-                        Err(Some(taken)) => {
-                            shared.slow(wait, caller, started, now, Step::Idle(taken))
+                        Err(unready) => {
+                            shared.slow(wait, caller, started, now, Step::after(unready, now))
                         }
-                        Err(None) => shared.slow(wait, caller, started, now, Step::look_again(now)),
                     }
                 }
                 Poll::Ready(Grant::Expired) => {
@@ -255,13 +254,7 @@ impl<M: Manager> Future for Get<'_, M> {
                     }
                     // The back-off ended while in line: look again, as a connect
                     // attempt may be due. Leaving the line gives back any grant.
-                    shared.slow(
-                        wait,
-                        caller,
-                        started,
-                        now,
-                        Step::Granted(Grant::Retry { retry_at: now }),
-                    )
+                    shared.slow(wait, caller, started, now, Step::look_again(now))
                 }
             };
             this.state = next;
@@ -382,10 +375,17 @@ pub(crate) enum Step<'a, M: Manager> {
     Exhausted,
 }
 
-impl<M: Manager> Step<'_, M> {
+impl<'a, M: Manager> Step<'a, M> {
     /// Look at the pool again, as after a wait for a back-off that has just ended.
     fn look_again(now: Instant) -> Self {
         Step::Granted(Grant::Retry { retry_at: now })
+    }
+
+    /// Where the slow path picks up after [`checkout_now`](Shared::checkout_now)
+    /// could not hand a connection out: checking the one it gives back, or, if it
+    /// closed it as broken, looking again.
+    fn after(unready: Option<TakenIdle<'a, M>>, now: Instant) -> Self {
+        unready.map_or_else(|| Step::look_again(now), Step::Idle)
     }
 }
 
@@ -563,14 +563,8 @@ impl<M: Manager> Shared<M> {
         if !self.hooks.before_checkout.is_empty() || !self.ready_as_is(idle, broken_at, now) {
             return Err(Some(taken));
         }
-        let broken = self.reports_broken(&mut idle.conn);
         let (idle, _) = taken.into_parts();
-        if broken {
-            // The driver already knows (its socket closed while idle, say): have the
-            // idle peers checked too, as a restart kills them all.
-            self.close_conn(idle.conn, CloseReason::Broken);
-            return Err(None);
-        }
+        let idle = self.close_if_reported_broken(idle).ok_or(None)?;
         Ok(self.into_pooled(idle.conn, now, caller, started))
     }
 

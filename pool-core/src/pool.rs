@@ -508,17 +508,13 @@ impl<M: Manager> Shared<M> {
         caller: &'static Location<'static>,
         started: Instant,
     ) -> Result<Option<Pooled<M>>, PoolError<M::Error>> {
-        let mut idle = idle;
         if idle.conn.info.expires_at.is_some_and(|at| at <= now) {
             self.close_conn(idle.conn, CloseReason::Lifetime);
             return Ok(None);
         }
-        if self.reports_broken(&mut idle.conn) {
-            // The driver already knows (its socket closed while idle, say): never hand
-            // it out, and have the idle peers checked, as a restart kills them all.
-            self.close_conn(idle.conn, CloseReason::Broken);
+        let Some(idle) = self.close_if_reported_broken(idle) else {
             return Ok(None);
-        }
+        };
         let reason = self.check_reason(&idle, broken_at, now);
         let mut pooled = self.into_pooled(idle.conn, now, caller, started);
         if let Some(reason) = reason {
@@ -704,6 +700,20 @@ impl<M: Manager> Shared<M> {
         if let Some((conn, reason)) = closing {
             self.close_conn(conn, reason);
         }
+    }
+
+    /// An idle connection about to be handed out, unless the driver already knows it
+    /// is broken (its socket closed while idle, say): then it is closed instead, which
+    /// has the idle peers checked too, as a restart kills them all.
+    pub(crate) fn close_if_reported_broken(
+        &self,
+        mut idle: Idle<M::Connection>,
+    ) -> Option<Idle<M::Connection>> {
+        if self.reports_broken(&mut idle.conn) {
+            self.close_conn(idle.conn, CloseReason::Broken);
+            return None;
+        }
+        Some(idle)
     }
 
     /// [`Manager::has_broken`], with a panic counting as "broken".
