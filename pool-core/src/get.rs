@@ -48,13 +48,13 @@ impl Wait {
         }
     }
 
-    /// When a `get` that started at `started` (a [`clock::recent`] reading) must give
-    /// up waiting.
+    /// When a `get` that started at `started` (a [`clock::now`] reading, so the wait
+    /// never ends early) must give up waiting.
     fn deadline(self, started: Instant) -> Option<Instant> {
         match self {
             Wait::Forever => None,
             Wait::No => Some(started),
-            Wait::For(limit) => Some(clock::deadline(started, limit)),
+            Wait::For(limit) => Some(started + limit),
         }
     }
 
@@ -141,6 +141,8 @@ impl<M: Manager> Future for Get<'_, M> {
                 this.state = GetState::Done;
                 return Poll::Ready(Err(PoolError::NoRuntime));
             }
+            // The coarse clock serves the fast path's question (expired? due a check?),
+            // where an answer a few milliseconds late is harmless.
             let now = clock::recent();
             let locked = match shared.take_next_idle() {
                 Ok(taken) => match shared.checkout_now(taken, now, caller, now) {
@@ -151,6 +153,7 @@ impl<M: Manager> Future for Get<'_, M> {
                         return Poll::Ready(Ok(pooled));
                     }
                     Err(Some(taken)) => {
+                        let now = clock::now();
                         this.state = shared.slow(wait, caller, now, now, Step::Idle(taken));
                         return this.poll_slow(cx);
                     }
@@ -159,6 +162,9 @@ impl<M: Manager> Future for Get<'_, M> {
                 },
                 Err(locked) => Some(locked),
             };
+            // Past the fast path the caller may wait: its start is read precisely, as a
+            // deadline counted from a coarse reading could come early.
+            let now = clock::now();
             // `Wait::No` has a deadline too, but never joins the line.
             let deadline = wait.deadline(now);
             this.state = match shared.decide(locked, now, wait, cx.waker(), deadline) {

@@ -61,8 +61,7 @@ impl LeakRegistry {
             if entry.reported {
                 continue;
             }
-            // `taken_at` may be a coarse reading: never report before the threshold.
-            let due = crate::clock::deadline(entry.taken_at, threshold);
+            let due = entry.taken_at + threshold;
             if due <= now {
                 entry.reported = true;
                 tracing::warn!(

@@ -90,11 +90,12 @@
 //! tokio.
 //!
 //! # Time
-//! The pool measures ages, lifetimes and idle times on the monotonic clock. The
-//! checkout and the return read a coarse one (on Linux `CLOCK_MONOTONIC_COARSE`, a
-//! fifth of the cost), so a lifetime, idle timeout, check interval or leak threshold may
-//! take effect up to one kernel tick (1 to 10 ms) late, and none takes effect early; a
-//! wait never ends before its timeout. Tests that pause
+//! The pool measures ages, lifetimes and idle times on the monotonic clock. Every moment
+//! a limit counts from (a connection going idle, a wait or a checkout beginning) is read
+//! precisely, so no idle timeout, check interval, leak threshold or wait ends early. The
+//! checkout's fast path asks whether a connection has expired or is due a check on a
+//! coarse clock (on Linux `CLOCK_MONOTONIC_COARSE`, a fifth of the cost), so a lifetime
+//! or a check may be noticed a few milliseconds late, never early. Tests that pause
 //! tokio's time (`tokio::time::pause`) and expect the pool's ages to move with it turn
 //! on the `test-util` feature, under which the pool reads tokio's clock:
 //!

@@ -61,9 +61,6 @@ pub(crate) struct Shared<M: Manager> {
     pub(crate) runtime: Option<Runtime>,
     pub(crate) hooks: Hooks<M::Connection>,
     next_id: AtomicU64,
-    /// `check_interval` padded by the clock's tick (zero stays zero: always due),
-    /// added up once here rather than on every checkout.
-    check_idle_after: Option<Duration>,
     pub(crate) leaks: Option<Mutex<LeakRegistry>>,
     pub(crate) metrics: Metrics,
 }
@@ -96,13 +93,6 @@ impl<M: Manager> Pool<M> {
                 hooks,
                 state: Mutex::new(state),
                 next_id: AtomicU64::new(1),
-                check_idle_after: config.check_interval.map(|interval| {
-                    if interval.is_zero() {
-                        interval
-                    } else {
-                        interval.saturating_add(clock::resolution())
-                    }
-                }),
                 leaks,
                 metrics,
                 config,
@@ -487,12 +477,12 @@ impl<M: Manager> Shared<M> {
             return Some(CheckReason::PeerBroken);
         }
         // Compared as moments: cheaper than taking the difference on the fast path.
-        // `idle_since` is a coarse reading, padded by a tick: never due early.
-        let due = self.check_idle_after.is_some_and(|after| {
-            after.is_zero()
+        // `idle_since` is precise and `now` never ahead: never due early.
+        let due = self.config.check_interval.is_some_and(|interval| {
+            interval.is_zero()
                 || idle
                     .idle_since
-                    .checked_add(after)
+                    .checked_add(interval)
                     .is_none_or(|at| at <= now)
         });
         due.then_some(CheckReason::Idle)
@@ -609,10 +599,12 @@ impl<M: Manager> Shared<M> {
     ) -> Pooled<M> {
         conn.info.checkouts += 1;
         self.metrics.wait_time(started, now);
+        // The leak threshold counts from a precise reading, so no report comes early
+        // (`now` may be a coarse one).
         let leak_key = self
             .leaks
             .as_ref()
-            .map(|leaks| lock_registry(leaks).insert(conn.info.id, now, caller));
+            .map(|leaks| lock_registry(leaks).insert(conn.info.id, clock::now(), caller));
         Pooled::checked_out(Arc::clone(self), conn, now, leak_key)
     }
 
@@ -664,7 +656,10 @@ impl<M: Manager> Shared<M> {
                 Err(reason) => verdict = Some(reason),
             }
         }
-        let now = clock::recent();
+        // Precise, as it stamps when the connection went idle: `idle_timeout` and
+        // `check_interval` count from here and must not come early, while the coarse
+        // clock may lag by several milliseconds (more on a loaded machine).
+        let now = clock::now();
         if verdict.is_none() && conn.info.expires_at.is_some_and(|at| at <= now) {
             verdict = Some(CloseReason::Lifetime);
         }

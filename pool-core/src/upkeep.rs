@@ -199,9 +199,7 @@ impl<M: Manager> Shared<M> {
             if let Some(idle_timeout) = self.config.idle_timeout {
                 // The idle list is ordered by return time, oldest first.
                 while st.idle.len() > st.min_idle {
-                    // `idle_since` is a coarse reading: pad it by a tick so that no
-                    // connection closes before it has truly been idle that long.
-                    let closes_at = clock::deadline(st.idle[0].idle_since, idle_timeout);
+                    let closes_at = st.idle[0].idle_since + idle_timeout;
                     if closes_at > now {
                         next = earliest(next, closes_at);
                         break;
