@@ -2,17 +2,21 @@
 //!
 //! Two readings of one monotonic timebase (that of [`std::time::Instant`]):
 //!
-//! - [`now`], precise: for every moment something is counted from (when a connection
-//!   went idle, when a wait or a checkout began), for connects, checks, upkeep and
-//!   anything a user reads back as a duration;
-//! - [`recent`], cheap: only for the checkout's fast path, which asks whether an idle
-//!   connection has expired or is due a check, where an answer a few milliseconds late
-//!   is harmless. On Linux it reads `CLOCK_MONOTONIC_COARSE` (about 5 ns here, against
-//!   about 23 ns for the precise clock). It is never ahead of the precise clock, but
-//!   how far it lags has no bound to rely on: nominally under two kernel ticks, it was
-//!   measured at up to 7 ms on an idle 4 ms-tick VM and 15 ms on a loaded one. So no
-//!   deadline is counted from it: one was, padded by a tick, and closed a connection
-//!   0.8 ms before its `idle_timeout` in a conformance run.
+//! - [`now`], precise: for every moment a limit that must not end early counts from
+//!   (when a wait or a checkout began, when upkeep first saw a connection idle, which
+//!   `idle_timeout` counts from), for connects, checks, upkeep and anything a user
+//!   reads back as a duration;
+//! - [`recent`], cheap: for the two readings every checkout and return take, where a
+//!   few milliseconds either way is harmless: the fast path's question (has the idle
+//!   connection expired? is it due a check?) and the return's stamp of when the
+//!   connection went idle, which only the check interval counts from (a check a few
+//!   milliseconds early costs one check). On Linux it reads `CLOCK_MONOTONIC_COARSE`
+//!   (about 5 ns here, against about 23 ns for the precise clock). It is never ahead
+//!   of the precise clock, but how far it lags has no bound to rely on: nominally
+//!   under two kernel ticks, it was measured at up to 7 ms on an idle 4 ms-tick VM and
+//!   15 ms on a loaded one. So no limit that must not end early counts from it: one
+//!   did, padded by a tick, and closed a connection 0.8 ms before its `idle_timeout`
+//!   in a conformance run.
 //!
 //! With the `test-util` feature both read tokio's clock instead, so a test that pauses
 //! tokio's time moves the pool's ages, lifetimes and idle times with it and tests

@@ -208,8 +208,8 @@ impl<M: Manager> Future for Get<'_, M> {
             let next = match polled {
                 Poll::Ready(Grant::Conn(idle, broken_at)) => {
                     // A connection that went idle after this caller joined the line was
-                    // handed straight over by its return, which read the clock a moment
-                    // ago: that reading serves as "now". One idle from before (handed
+                    // handed straight over by its return, which read the coarse clock a
+                    // moment ago: that reading serves as "now". One idle from before (handed
                     // over by `dispatch` or `retain`) may have become due meanwhile.
                     let now = if idle.idle_since >= started {
                         idle.idle_since

@@ -91,11 +91,14 @@
 //!
 //! # Time
 //! The pool measures ages, lifetimes and idle times on the monotonic clock. Every moment
-//! a limit counts from (a connection going idle, a wait or a checkout beginning) is read
-//! precisely, so no idle timeout, check interval, leak threshold or wait ends early. The
-//! checkout's fast path asks whether a connection has expired or is due a check on a
-//! coarse clock (on Linux `CLOCK_MONOTONIC_COARSE`, a fifth of the cost), so a lifetime
-//! or a check may be noticed a few milliseconds late, never early. Tests that pause
+//! a limit counts from is read precisely where ending early would matter, so no
+//! lifetime, idle timeout, leak threshold or wait ends early: `idle_timeout` counts
+//! from the first upkeep pass that finds the connection idle (passes come at least
+//! every quarter `idle_timeout` and every second, so it closes at most that late).
+//! Checkouts and returns read a coarse clock instead (on Linux
+//! `CLOCK_MONOTONIC_COARSE`, a fifth of the cost): a lifetime may be noticed a few
+//! milliseconds late, and a check due after `check_interval` may come a few
+//! milliseconds early or late. Tests that pause
 //! tokio's time (`tokio::time::pause`) and expect the pool's ages to move with it turn
 //! on the `test-util` feature, under which the pool reads tokio's clock:
 //!

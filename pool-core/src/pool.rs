@@ -196,7 +196,7 @@ impl<M: Manager> Pool<M> {
             removed: Vec::new(),
         };
         for mut idle in visit.pending.by_ref() {
-            let ConnData { raw, info } = &mut *idle.conn;
+            let ConnData { raw, info, .. } = &mut *idle.conn;
             if keep(raw, info) {
                 visit.kept.push(idle);
             } else {
@@ -477,7 +477,8 @@ impl<M: Manager> Shared<M> {
             return Some(CheckReason::PeerBroken);
         }
         // Compared as moments: cheaper than taking the difference on the fast path.
-        // `idle_since` is precise and `now` never ahead: never due early.
+        // Both are coarse readings, so a check may fall due a few milliseconds early or
+        // late: the cost is one check, and `idle_timeout` does not count from here.
         let due = self.config.check_interval.is_some_and(|interval| {
             interval.is_zero()
                 || idle
@@ -656,10 +657,11 @@ impl<M: Manager> Shared<M> {
                 Err(reason) => verdict = Some(reason),
             }
         }
-        // Precise, as it stamps when the connection went idle: `idle_timeout` and
-        // `check_interval` count from here and must not come early, while the coarse
-        // clock may lag by several milliseconds (more on a loaded machine).
-        let now = clock::now();
+        // Coarse, a fifth of the precise reading's cost on every return: it may lag by
+        // several milliseconds, so it only dates the idle spell for `check_interval`
+        // and the lifetime below (noticed late at worst). `idle_timeout` counts from
+        // upkeep's precise `seen_idle_at`, cleared here for the new spell.
+        let now = clock::recent();
         if verdict.is_none() && conn.info.expires_at.is_some_and(|at| at <= now) {
             verdict = Some(CloseReason::Lifetime);
         }
@@ -673,6 +675,7 @@ impl<M: Manager> Shared<M> {
             }
             match verdict {
                 None => {
+                    conn.seen_idle_at = None;
                     let idle = Idle {
                         conn,
                         idle_since: now,

@@ -25,11 +25,19 @@ pub(crate) struct Conn<C>(Box<ConnData<C>>);
 pub(crate) struct ConnData<C> {
     pub(crate) raw: C,
     pub(crate) info: ConnectionInfo,
+    /// When upkeep first found the connection in the idle list during its current
+    /// spell there: a precise reading taken after it went idle, so `idle_timeout`
+    /// counted from here never ends early. Cleared by every return.
+    pub(crate) seen_idle_at: Option<Instant>,
 }
 
 impl<C> Conn<C> {
     pub(crate) fn new(raw: C, info: ConnectionInfo) -> Self {
-        Conn(Box::new(ConnData { raw, info }))
+        Conn(Box::new(ConnData {
+            raw,
+            info,
+            seen_idle_at: None,
+        }))
     }
 
     /// The connection and its bookkeeping as one plain struct, so both can be borrowed
@@ -59,6 +67,8 @@ impl<C> std::ops::DerefMut for Conn<C> {
 /// A connection resting in the pool.
 pub(crate) struct Idle<C> {
     pub(crate) conn: Conn<C>,
+    /// When it was returned, on the coarse clock: a few milliseconds early at most,
+    /// which only the check interval counts from (see `Shared::check_reason`).
     pub(crate) idle_since: Instant,
     /// Returned in an unknown session state: reset before its next checkout.
     pub(crate) dirty: bool,

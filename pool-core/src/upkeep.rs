@@ -174,13 +174,18 @@ impl<M: Manager> Shared<M> {
     /// One upkeep pass. Returns how long to sleep before the next, or `None` once the
     /// pool is closed.
     pub(crate) async fn upkeep_pass(self: &Arc<Self>) -> Option<Duration> {
-        let now = clock::now();
         let mut next: Option<Instant> = None;
         let mut closing = Vec::new();
-        {
+        let now = {
             let mut st = self.lock();
             if st.closed {
                 return None;
+            }
+            // Read under the lock: every connection in the idle list went idle before
+            // this moment, which makes it a bound `idle_timeout` can count from.
+            let now = clock::now();
+            for idle in st.idle.iter_mut() {
+                idle.conn.seen_idle_at.get_or_insert(now);
             }
             let mut index = 0;
             while index < st.idle.len() {
@@ -197,9 +202,13 @@ impl<M: Manager> Shared<M> {
                 }
             }
             if let Some(idle_timeout) = self.config.idle_timeout {
-                // The idle list is ordered by return time, oldest first.
+                // The idle list is ordered by return time, oldest first, and so by
+                // `seen_idle_at`. A connection counts as idle from the first pass that
+                // saw it (the return's coarse stamp may be early), so it closes at most
+                // one pass late, and passes come at least every quarter `idle_timeout`.
                 while st.idle.len() > st.min_idle {
-                    let closes_at = st.idle[0].idle_since + idle_timeout;
+                    let seen = st.idle[0].conn.seen_idle_at.unwrap_or(now);
+                    let closes_at = seen + idle_timeout;
                     if closes_at > now {
                         next = earliest(next, closes_at);
                         break;
@@ -208,7 +217,8 @@ impl<M: Manager> Shared<M> {
                     closing.push((idle.conn, CloseReason::Idle));
                 }
             }
-        }
+            now
+        };
         self.close_counted(closing);
         self.reset_dirty_idle().await;
 
@@ -257,7 +267,8 @@ impl<M: Manager> Shared<M> {
 
         let now = clock::now();
         // Connections returned meanwhile do not wake upkeep, so it looks again within
-        // a quarter of the shortest period it enforces: an idle connection is closed
+        // a quarter of the shortest period it enforces (and a second): an idle
+        // connection counts as idle from the first pass that sees it, so it is closed
         // at most that late.
         let cap = [self.config.idle_timeout, self.config.leak_threshold]
             .into_iter()

@@ -144,6 +144,32 @@ async fn idle_timeout_is_enforced_within_a_quarter_of_itself() {
     upkeep.abort();
 }
 
+/// Upkeep counts idle time from the first pass that finds a connection idle; a checkout
+/// and return starts the count again, so a connection idle for a while, reused, and
+/// returned is not closed on the earlier spell's count.
+#[tokio::test(start_paused = true)]
+async fn idle_timeout_counts_from_the_latest_return() {
+    let (pool, control) = pool(|b| b.max_size(1).idle_timeout(400 * MS).max_lifetime(None));
+    let upkeep = pool.spawn_upkeep();
+    settle(10).await;
+    drop(pool.get().await.unwrap()); // idle from t = 0; a pass sees it by t = 100 ms
+    tokio::time::sleep(250 * MS).await;
+    let held = pool.get().await.unwrap(); // t = 250 ms
+    tokio::time::sleep(50 * MS).await;
+    drop(held); // idle again from t = 300 ms: closes no earlier than 700 ms
+    tokio::time::sleep(350 * MS).await; // t = 650 ms, past the first spell's 500 ms
+    settle(10).await;
+    assert_eq!(control.live(), 1, "closed on the first idle spell's count");
+    tokio::time::sleep(160 * MS).await; // t = 810 ms: 700 ms + a quarter of 400 ms
+    settle(10).await;
+    assert_eq!(
+        control.live(),
+        0,
+        "closed within idle_timeout / 4 of expiring"
+    );
+    upkeep.abort();
+}
+
 /// Without upkeep, a connection past `max_lifetime` is closed when it is returned, and
 /// an expired idle one is closed (and replaced) at checkout.
 #[tokio::test(start_paused = true)]
