@@ -754,4 +754,15 @@ mod tests {
         assert!(entry <= 8, "an entry in line grew to {entry} bytes");
         assert!(future + (slot + 2 * entry) * 5 / 4 < 200);
     }
+
+    /// A checkout is copied through every caller's future and `Result`: the guard is
+    /// two pointers, as its bookkeeping lives in the connection's box. (The result is
+    /// as large as `PoolError`, whose `Unavailable` holds a `String` and a `Duration`.)
+    #[test]
+    fn a_checkout_is_two_pointers() {
+        let pooled = std::mem::size_of::<crate::Pooled<NoIo>>();
+        assert_eq!(pooled, 16, "the checkout guard grew to {pooled} bytes");
+        let result = std::mem::size_of::<super::GetResult<NoIo>>();
+        assert!(result <= 48, "the get's result grew to {result} bytes");
+    }
 }

@@ -523,7 +523,7 @@ impl<M: Manager> Shared<M> {
             }
         }
         if !self.hooks.before_checkout.is_empty() {
-            pooled.checking = true;
+            pooled.set_checking(true);
             let conn = pooled
                 .conn
                 .as_mut()
@@ -536,7 +536,7 @@ impl<M: Manager> Shared<M> {
                 pooled.discard(CloseReason::HookRejected);
                 return Ok(None);
             }
-            pooled.checking = false;
+            pooled.set_checking(false);
         }
         Ok(Some(pooled))
     }
@@ -545,7 +545,7 @@ impl<M: Manager> Shared<M> {
     /// `pooled` is marked as being checked, so a cancellation closes the connection
     /// instead of returning it in an unknown state.
     pub(crate) async fn check(&self, pooled: &mut Pooled<M>, reason: CheckReason) -> Checked {
-        pooled.checking = true;
+        pooled.set_checking(true);
         let conn = pooled
             .conn
             .as_mut()
@@ -569,7 +569,7 @@ impl<M: Manager> Shared<M> {
         match checked {
             Some(Ok(())) => {
                 conn.info.last_checked = clock::now();
-                pooled.checking = false;
+                conn.checkout.checking = false;
                 Checked::Usable
             }
             Some(Err(e)) => {

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use crate::metrics::CloseReason;
 use crate::pool::Shared;
-use crate::state::Conn;
+use crate::state::{CheckoutMarks, Conn};
 use crate::{hooks, ConnectionInfo, Manager, PoolError};
 
 /// A connection checked out of a [`Pool`](crate::Pool). Dereferences to the
@@ -16,45 +16,37 @@ use crate::{hooks, ConnectionInfo, Manager, PoolError};
 /// closes or resets it accordingly. A connection dropped while its holder panics is
 /// treated as dirty: its session is reset before anyone else gets it.
 pub struct Pooled<M: Manager> {
+    /// `Some` until dropped; its `checkout` marks hold this checkout's bookkeeping.
     pub(crate) conn: Option<Conn<M::Connection>>,
     shared: Arc<Shared<M>>,
-    /// When a user took it; `None` while the pool itself holds it (upkeep opening or
-    /// resetting one), so its use time is not recorded.
-    taken_at: Option<Instant>,
-    leak_key: Option<usize>,
-    /// Being checked before checkout: if dropped now (cancelled mid-check), its session
-    /// state is unknown, so it is closed rather than returned.
-    pub(crate) checking: bool,
-    broken: bool,
 }
 
 impl<M: Manager> Pooled<M> {
     /// A connection checked out by a user at `taken_at`.
     pub(crate) fn checked_out(
         shared: Arc<Shared<M>>,
-        conn: Conn<M::Connection>,
+        mut conn: Conn<M::Connection>,
         taken_at: Instant,
         leak_key: Option<usize>,
     ) -> Self {
-        Pooled {
-            conn: Some(conn),
-            shared,
+        conn.checkout = CheckoutMarks {
             taken_at: Some(taken_at),
             leak_key,
             checking: false,
             broken: false,
+        };
+        Pooled {
+            conn: Some(conn),
+            shared,
         }
     }
 
     /// A connection held by the pool itself (upkeep), returned like any other.
-    pub(crate) fn held_by_pool(shared: Arc<Shared<M>>, conn: Conn<M::Connection>) -> Self {
+    pub(crate) fn held_by_pool(shared: Arc<Shared<M>>, mut conn: Conn<M::Connection>) -> Self {
+        conn.checkout = CheckoutMarks::default();
         Pooled {
             conn: Some(conn),
             shared,
-            taken_at: None,
-            leak_key: None,
-            checking: false,
-            broken: false,
         }
     }
 
@@ -69,7 +61,12 @@ impl<M: Manager> Pooled<M> {
     /// Marks the connection broken: the pool closes it when it is returned, and
     /// checks the idle connections made before now before handing them out.
     pub fn mark_broken(&mut self) {
-        self.broken = true;
+        self.live_mut().checkout.broken = true;
+    }
+
+    /// Marks the connection as being checked (see [`CheckoutMarks::checking`]).
+    pub(crate) fn set_checking(&mut self, checking: bool) {
+        self.live_mut().checkout.checking = checking;
     }
 
     /// What the pool knows about this connection.
@@ -83,18 +80,27 @@ impl<M: Manager> Pooled<M> {
             .expect("a Pooled holds its connection until dropped")
     }
 
-    /// Removes the connection from this guard, ending the checkout's bookkeeping.
+    fn live_mut(&mut self) -> &mut Conn<M::Connection> {
+        self.conn
+            .as_mut()
+            .expect("a Pooled holds its connection until dropped")
+    }
+
+    /// Removes the connection from this guard, ending the checkout's bookkeeping (its
+    /// `checking` and `broken` marks stay for the caller to read).
     fn leave(&mut self) -> Conn<M::Connection> {
-        if let Some(key) = self.leak_key.take() {
+        let mut conn = self
+            .conn
+            .take()
+            .expect("a Pooled holds its connection until dropped");
+        if let Some(key) = conn.checkout.leak_key.take() {
             self.shared.leak_done(key);
         }
-        if let Some(taken_at) = self.taken_at {
+        if let Some(taken_at) = conn.checkout.taken_at.take() {
             // Reads the clock only with the `metrics` feature.
             self.shared.metrics.use_time(taken_at);
         }
-        self.conn
-            .take()
-            .expect("a Pooled holds its connection until dropped")
+        conn
     }
 
     /// Closes the connection instead of returning it.
@@ -109,15 +115,11 @@ impl<M: Manager> Pooled<M> {
         if shared.hooks.after_connect.is_empty() {
             return Ok(());
         }
-        self.checking = true;
-        let conn = self
-            .conn
-            .as_mut()
-            .expect("a Pooled holds its connection until dropped")
-            .data();
+        self.set_checking(true);
+        let conn = self.live_mut().data();
         match hooks::run_async(&shared.hooks.after_connect, &mut conn.raw, &conn.info).await {
             Ok(()) => {
-                self.checking = false;
+                conn.checkout.checking = false;
                 Ok(())
             }
             Err(e) => {
@@ -135,10 +137,10 @@ impl<M: Manager> Drop for Pooled<M> {
             return;
         }
         let conn = self.leave();
-        if self.checking {
+        if conn.checkout.checking {
             self.shared.close_conn(conn, CloseReason::Cancelled);
         } else {
-            let forced = self.broken.then_some(CloseReason::Broken);
+            let forced = conn.checkout.broken.then_some(CloseReason::Broken);
             self.shared.return_conn(conn, forced);
         }
     }
@@ -153,11 +155,7 @@ impl<M: Manager> Deref for Pooled<M> {
 
 impl<M: Manager> DerefMut for Pooled<M> {
     fn deref_mut(&mut self) -> &mut M::Connection {
-        &mut self
-            .conn
-            .as_mut()
-            .expect("a Pooled holds its connection until dropped")
-            .raw
+        &mut self.live_mut().raw
     }
 }
 

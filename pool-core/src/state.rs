@@ -29,6 +29,24 @@ pub(crate) struct ConnData<C> {
     /// spell there: a precise reading taken after it went idle, so `idle_timeout`
     /// counted from here never ends early. Cleared by every return.
     pub(crate) seen_idle_at: Option<Instant>,
+    /// The current checkout's bookkeeping, kept here rather than in the guard, so a
+    /// [`Pooled`](crate::Pooled) is two pointers: it moves through every caller's
+    /// future and `Result`, where each byte is copied on every checkout.
+    pub(crate) checkout: CheckoutMarks,
+}
+
+/// What the pool notes about a connection while it is out of the idle list.
+#[derive(Default)]
+pub(crate) struct CheckoutMarks {
+    /// When a user took it; `None` while the pool itself holds it (upkeep opening or
+    /// resetting one), so its use time is not recorded.
+    pub(crate) taken_at: Option<Instant>,
+    pub(crate) leak_key: Option<usize>,
+    /// Being checked before checkout: if dropped now (cancelled mid-check), its session
+    /// state is unknown, so it is closed rather than returned.
+    pub(crate) checking: bool,
+    /// Marked broken by its user: closed on return.
+    pub(crate) broken: bool,
 }
 
 impl<C> Conn<C> {
@@ -37,6 +55,7 @@ impl<C> Conn<C> {
             raw,
             info,
             seen_idle_at: None,
+            checkout: CheckoutMarks::default(),
         }))
     }
 
