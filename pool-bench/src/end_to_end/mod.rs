@@ -62,6 +62,8 @@ pub struct Setup {
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Kind {
     Ours,
+    /// Ours with a setting other than the default, shown beside it; held to no target.
+    OursVariant,
     Pool,
     /// No pool: one direct connection per task.
     Floor,
@@ -481,10 +483,12 @@ pub async fn ours_setup<M: pool_core::Manager>(
     name: &'static str,
     manager: M,
     tasks: usize,
+    reuse: pool_core::Reuse,
     worker: fn(pool_core::Pool<M>) -> Box<dyn Worker>,
 ) -> Result<Setup, String> {
     let pool = pool_core::Pool::builder(manager)
         .max_size(POOL_SIZE)
+        .reuse(reuse)
         .build()
         .map_err(failed(name))?;
     fill(POOL_SIZE, || pool.get()).await?;

@@ -1,10 +1,13 @@
-//! MySQL/MariaDB contenders: `SELECT 1` through pool-mysql, mysql_async's own `Pool`
+//! MySQL/MariaDB contenders: `SELECT 1` through pool-mysql (by default and with FIFO
+//! reuse), mysql_async's own `Pool`
 //! (with its default reset of every returned connection, and without), and direct
 //! mysql_async connections. deadpool and bb8 publish no MySQL adapter, so mysql_async's
 //! pool is the peer.
 
 use mysql_async::prelude::Queryable;
 use mysql_async::{Opts, OptsBuilder, PoolConstraints, PoolOpts};
+
+use pool_core::Reuse;
 
 use super::{
     failed, fill, ours_setup, Backend, BoxFuture, Contender, Kind, Setup, Worker, POOL_SIZE,
@@ -33,7 +36,13 @@ fn contenders() -> Vec<Contender> {
             name: "pool-mysql",
             settings: "default config (ping checks only when due: idle 1 s, dirty, or a peer found broken; `COM_RESET_CONNECTION` only after a dirty return)",
             kind: Kind::Ours,
-            setup: ours,
+            setup: |url, tasks| ours(url, tasks, Reuse::MostRecent),
+        },
+        Contender {
+            name: "pool-mysql fifo",
+            settings: "as pool-mysql, with `reuse(Reuse::Fifo)`: idle connections taken oldest first",
+            kind: Kind::OursVariant,
+            setup: |url, tasks| ours(url, tasks, Reuse::Fifo),
         },
         Contender {
             name: "mysql_async Pool",
@@ -68,10 +77,13 @@ impl Worker for Ours {
     }
 }
 
-fn ours(url: String, tasks: usize) -> BoxFuture<Result<Setup, String>> {
+fn ours(url: String, tasks: usize, reuse: Reuse) -> BoxFuture<Result<Setup, String>> {
     Box::pin(async move {
         let manager = pool_mysql::Manager::from_url(&url).map_err(failed("pool-mysql"))?;
-        ours_setup("pool-mysql", manager, tasks, |pool| Box::new(Ours(pool))).await
+        ours_setup("pool-mysql", manager, tasks, reuse, |pool| {
+            Box::new(Ours(pool))
+        })
+        .await
     })
 }
 

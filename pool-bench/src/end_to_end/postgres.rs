@@ -1,8 +1,10 @@
-//! PostgreSQL contenders: `SELECT 1` by simple query through pool-postgres,
-//! deadpool-postgres (Fast and Verified recycling), bb8-postgres (with and without its
+//! PostgreSQL contenders: `SELECT 1` by simple query through pool-postgres (by default
+//! and with FIFO reuse), deadpool-postgres (Fast and Verified recycling), bb8-postgres (with and without its
 //! check on every checkout), and direct tokio-postgres clients.
 
 use tokio_postgres::NoTls;
+
+use pool_core::Reuse;
 
 use super::{
     failed, fill, ours_setup, Backend, BoxFuture, Contender, Kind, Setup, Worker, POOL_SIZE,
@@ -41,7 +43,13 @@ fn contenders() -> Vec<Contender> {
             name: "pool-postgres",
             settings: "default config (`Verified` checks, only when due: idle 1 s, dirty, or a peer found broken)",
             kind: Kind::Ours,
-            setup: ours,
+            setup: |url, tasks| ours(url, tasks, Reuse::MostRecent),
+        },
+        Contender {
+            name: "pool-postgres fifo",
+            settings: "as pool-postgres, with `reuse(Reuse::Fifo)`: idle connections taken oldest first",
+            kind: Kind::OursVariant,
+            setup: |url, tasks| ours(url, tasks, Reuse::Fifo),
         },
         Contender {
             name: "deadpool-postgres Fast",
@@ -89,10 +97,13 @@ impl Worker for Ours {
     }
 }
 
-fn ours(url: String, tasks: usize) -> BoxFuture<Result<Setup, String>> {
+fn ours(url: String, tasks: usize, reuse: Reuse) -> BoxFuture<Result<Setup, String>> {
     Box::pin(async move {
         let manager = pool_postgres::Manager::from_url(&url).map_err(failed("pool-postgres"))?;
-        ours_setup("pool-postgres", manager, tasks, |pool| Box::new(Ours(pool))).await
+        ours_setup("pool-postgres", manager, tasks, reuse, |pool| {
+            Box::new(Ours(pool))
+        })
+        .await
     })
 }
 

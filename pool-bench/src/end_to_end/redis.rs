@@ -1,5 +1,8 @@
-//! Redis contenders: `PING` through pool-redis, deadpool-redis, bb8-redis (with and
+//! Redis contenders: `PING` through pool-redis (by default and with FIFO reuse),
+//! deadpool-redis, bb8-redis (with and
 //! without its `PING` on every checkout), and direct connections (one socket per task).
+
+use pool_core::Reuse;
 
 use super::{
     failed, fill, ours_setup, Backend, BoxFuture, Contender, Kind, Setup, Worker, POOL_SIZE,
@@ -36,7 +39,13 @@ fn contenders() -> Vec<Contender> {
             name: "pool-redis",
             settings: "default config (`PING` checks only when due: idle 1 s, dirty, or a peer found broken), `client_name(\"pool-bench\")`",
             kind: Kind::Ours,
-            setup: ours,
+            setup: |url, tasks| ours(url, tasks, Reuse::MostRecent),
+        },
+        Contender {
+            name: "pool-redis fifo",
+            settings: "as pool-redis, with `reuse(Reuse::Fifo)`: idle connections taken oldest first",
+            kind: Kind::OursVariant,
+            setup: |url, tasks| ours(url, tasks, Reuse::Fifo),
         },
         Contender {
             name: "deadpool-redis",
@@ -77,12 +86,15 @@ impl Worker for Ours {
     }
 }
 
-fn ours(url: String, tasks: usize) -> BoxFuture<Result<Setup, String>> {
+fn ours(url: String, tasks: usize, reuse: Reuse) -> BoxFuture<Result<Setup, String>> {
     Box::pin(async move {
         let manager = pool_redis::Manager::from_url(&url)
             .map_err(failed("pool-redis"))?
             .client_name(CLIENT_NAME);
-        ours_setup("pool-redis", manager, tasks, |pool| Box::new(Ours(pool))).await
+        ours_setup("pool-redis", manager, tasks, reuse, |pool| {
+            Box::new(Ours(pool))
+        })
+        .await
     })
 }
 
