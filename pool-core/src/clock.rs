@@ -41,7 +41,7 @@ pub(crate) fn now() -> Instant {
 }
 
 /// The time at the last kernel tick: behind [`now`] by a few milliseconds, never ahead;
-/// only for questions where a late answer is harmless.
+/// only where a few milliseconds either way is harmless (see the module docs).
 #[inline]
 pub(crate) fn recent() -> Instant {
     #[cfg(all(

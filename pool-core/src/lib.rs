@@ -92,13 +92,15 @@
 //! # Time
 //! The pool measures ages, lifetimes and idle times on the monotonic clock. Every moment
 //! a limit counts from is read precisely where ending early would matter, so no
-//! lifetime, idle timeout, leak threshold or wait ends early: `idle_timeout` counts
-//! from the first upkeep pass that finds the connection idle (passes come at least
-//! every quarter `idle_timeout` and every second, so it closes at most that late).
-//! Checkouts and returns read a coarse clock instead (on Linux
-//! `CLOCK_MONOTONIC_COARSE`, a fifth of the cost): a lifetime may be noticed a few
-//! milliseconds late, and a check due after `check_interval` may come a few
-//! milliseconds early or late. Tests that pause
+//! lifetime, idle timeout, leak threshold or wait ends early. `idle_timeout` counts
+//! from the first upkeep pass that finds the connection idle; upkeep looks again
+//! within a quarter of `idle_timeout` (and a second) of finishing a pass, so an idle
+//! connection closes at most that late, plus however long a pass spends resetting
+//! dirty connections and opening `min_idle` ones (without upkeep running, none
+//! closes). Checkouts and returns read a coarse clock instead (on Linux
+//! `CLOCK_MONOTONIC_COARSE`, a fifth of the cost; the precise one with the `metrics`
+//! feature): a lifetime may be noticed a few milliseconds late, and a check due after
+//! `check_interval` may come a few milliseconds early or late. Tests that pause
 //! tokio's time (`tokio::time::pause`) and expect the pool's ages to move with it turn
 //! on the `test-util` feature, under which the pool reads tokio's clock:
 //!

@@ -477,8 +477,9 @@ impl<M: Manager> Shared<M> {
             return Some(CheckReason::PeerBroken);
         }
         // Compared as moments: cheaper than taking the difference on the fast path.
-        // Both are coarse readings, so a check may fall due a few milliseconds early or
-        // late: the cost is one check, and `idle_timeout` does not count from here.
+        // `idle_since` is a coarse reading, and so is `now` on the fast path, so a check
+        // may fall due a few milliseconds early or late: the cost is one check, and
+        // `idle_timeout` does not count from here.
         let due = self.config.check_interval.is_some_and(|interval| {
             interval.is_zero()
                 || idle

@@ -31,7 +31,8 @@ pub(crate) struct ConnData<C> {
     pub(crate) seen_idle_at: Option<Instant>,
     /// The current checkout's bookkeeping, kept here rather than in the guard, so a
     /// [`Pooled`](crate::Pooled) is two pointers: it moves through every caller's
-    /// future and `Result`, where each byte is copied on every checkout.
+    /// future and `Result`, where each byte is copied on every checkout, while this
+    /// box is written by every checkout anyway (`info.checkouts`).
     pub(crate) checkout: CheckoutMarks,
 }
 
@@ -86,8 +87,8 @@ impl<C> std::ops::DerefMut for Conn<C> {
 /// A connection resting in the pool.
 pub(crate) struct Idle<C> {
     pub(crate) conn: Conn<C>,
-    /// When it was returned, on the coarse clock: a few milliseconds early at most,
-    /// which only the check interval counts from (see `Shared::check_reason`).
+    /// When it was returned, on the coarse clock, so possibly some milliseconds early;
+    /// only the check interval counts from it (see `Shared::check_reason`).
     pub(crate) idle_since: Instant,
     /// Returned in an unknown session state: reset before its next checkout.
     pub(crate) dirty: bool,

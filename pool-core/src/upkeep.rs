@@ -202,19 +202,23 @@ impl<M: Manager> Shared<M> {
                 }
             }
             if let Some(idle_timeout) = self.config.idle_timeout {
-                // The idle list is ordered by return time, oldest first, and so by
-                // `seen_idle_at`. A connection counts as idle from the first pass that
-                // saw it (the return's coarse stamp may be early), so it closes at most
-                // one pass late, and passes come at least every quarter `idle_timeout`.
-                while st.idle.len() > st.min_idle {
-                    let seen = st.idle[0].conn.seen_idle_at.unwrap_or(now);
+                // A connection counts as idle from the first pass that saw it (the
+                // return's coarse stamp may be early), so it closes at most one pass
+                // late. The list is oldest first only mostly: one given back unused (by
+                // `retain`, or by a waiter cancelled after its grant) rejoins at the
+                // back with its earlier mark, so every one is looked at, not only the
+                // front, lest it wait behind a newer one.
+                let mut index = 0;
+                while index < st.idle.len() && st.idle.len() > st.min_idle {
+                    let seen = st.idle[index].conn.seen_idle_at.unwrap_or(now);
                     let closes_at = seen + idle_timeout;
                     if closes_at > now {
                         next = earliest(next, closes_at);
-                        break;
+                        index += 1;
+                    } else {
+                        let idle = st.idle.remove(index).expect("index is in bounds");
+                        closing.push((idle.conn, CloseReason::Idle));
                     }
-                    let idle = st.idle.pop_front().expect("idle is not empty");
-                    closing.push((idle.conn, CloseReason::Idle));
                 }
             }
             now
@@ -267,9 +271,10 @@ impl<M: Manager> Shared<M> {
 
         let now = clock::now();
         // Connections returned meanwhile do not wake upkeep, so it looks again within
-        // a quarter of the shortest period it enforces (and a second): an idle
-        // connection counts as idle from the first pass that sees it, so it is closed
-        // at most that late.
+        // a quarter of the shortest period it enforces (and a second) of finishing
+        // this pass: an idle connection counts as idle from the first pass that sees
+        // it, so it is closed at most that late, plus however long a pass's resets and
+        // `min_idle` connects take.
         let cap = [self.config.idle_timeout, self.config.leak_threshold]
             .into_iter()
             .flatten()

@@ -130,11 +130,13 @@ async fn idle_timeout_is_enforced_within_a_quarter_of_itself() {
     let upkeep = pool.spawn_upkeep();
     settle(10).await; // upkeep ran once with nothing idle and went to sleep
     tokio::time::sleep(30 * MS).await;
-    drop(pool.get().await.unwrap()); // returned at t = 30 ms; expires at 430 ms
+    // Returned at t = 30 ms; upkeep, asleep until 100 ms, first sees it idle then, so
+    // it may close at 500 ms (never before 430 ms).
+    drop(pool.get().await.unwrap());
     tokio::time::sleep(390 * MS).await; // t = 420 ms
     settle(10).await;
     assert_eq!(control.live(), 1, "not idle for 400 ms yet");
-    tokio::time::sleep(110 * MS).await; // t = 530 ms: 430 ms + a quarter of 400 ms
+    tokio::time::sleep(110 * MS).await; // t = 530 ms: past 430 ms + a quarter of 400 ms
     settle(10).await;
     assert_eq!(
         control.live(),
@@ -167,6 +169,39 @@ async fn idle_timeout_counts_from_the_latest_return() {
         0,
         "closed within idle_timeout / 4 of expiring"
     );
+    upkeep.abort();
+}
+
+/// A connection given back to the idle list unused (here by `retain`, while another
+/// is returned) rejoins behind a newer one; upkeep still closes it on its own count,
+/// not after the newer one's.
+#[tokio::test(start_paused = true)]
+async fn idle_timeout_closes_a_connection_behind_a_newer_one_on_time() {
+    let (pool, control) = pool(|b| b.max_size(2).idle_timeout(400 * MS).max_lifetime(None));
+    let upkeep = pool.spawn_upkeep();
+    settle(10).await;
+    let older = pool.get().await.unwrap();
+    let mut newer = Some(pool.get().await.unwrap());
+    drop(older); // idle from t = 0; the pass at 100 ms marks it: closes at 500 ms
+    tokio::time::sleep(150 * MS).await;
+    // While `retain` holds the older one, the newer one comes back: the list becomes
+    // [newer, older].
+    let closed = pool.retain(|_, _| {
+        drop(newer.take());
+        true
+    });
+    assert_eq!(closed, 0);
+    assert_eq!(pool.status().idle, 2);
+    tokio::time::sleep(400 * MS).await; // t = 550 ms; the newer one closes at 600 ms+
+    settle(10).await;
+    assert_eq!(
+        control.live(),
+        1,
+        "the older one waited behind the newer one"
+    );
+    tokio::time::sleep(300 * MS).await; // t = 850 ms
+    settle(10).await;
+    assert_eq!(control.live(), 0);
     upkeep.abort();
 }
 
