@@ -525,11 +525,7 @@ impl<M: Manager> Shared<M> {
         }
         if !self.hooks.before_checkout.is_empty() {
             pooled.set_checking(true);
-            let conn = pooled
-                .conn
-                .as_mut()
-                .expect("a new checkout holds its connection")
-                .data();
+            let conn = pooled.live_mut().data();
             if let Err(e) =
                 hooks::run_async(&self.hooks.before_checkout, &mut conn.raw, &conn.info).await
             {
@@ -547,11 +543,7 @@ impl<M: Manager> Shared<M> {
     /// instead of returning it in an unknown state.
     pub(crate) async fn check(&self, pooled: &mut Pooled<M>, reason: CheckReason) -> Checked {
         pooled.set_checking(true);
-        let conn = pooled
-            .conn
-            .as_mut()
-            .expect("a Pooled holds its connection until dropped")
-            .data();
+        let conn = pooled.live_mut().data();
         conn.info.check_reason = Some(reason);
         let span = tracing::debug_span!(
             "pool.recycle",

@@ -80,7 +80,7 @@ impl<M: Manager> Pooled<M> {
             .expect("a Pooled holds its connection until dropped")
     }
 
-    fn live_mut(&mut self) -> &mut Conn<M::Connection> {
+    pub(crate) fn live_mut(&mut self) -> &mut Conn<M::Connection> {
         self.conn
             .as_mut()
             .expect("a Pooled holds its connection until dropped")

@@ -184,12 +184,11 @@ impl<M: Manager> Shared<M> {
             // Read under the lock: every connection in the idle list went idle before
             // this moment, which makes it a bound `idle_timeout` can count from.
             let now = clock::now();
-            for idle in st.idle.iter_mut() {
-                idle.conn.seen_idle_at.get_or_insert(now);
-            }
             let mut index = 0;
             while index < st.idle.len() {
-                match st.idle[index].conn.info.expires_at {
+                let conn = &mut st.idle[index].conn;
+                conn.seen_idle_at.get_or_insert(now);
+                match conn.info.expires_at {
                     Some(at) if at <= now => {
                         let idle = st.idle.remove(index).expect("index is in bounds");
                         closing.push((idle.conn, CloseReason::Lifetime));
