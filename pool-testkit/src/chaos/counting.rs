@@ -6,12 +6,17 @@
 //! The pool bounds those separately (`wait_timeout` the waiting, `connect_timeout`
 //! each connect, `recycle_timeout` each check), so a `get` whose wait ends in a
 //! connect may rightly take longer than `wait_timeout` in all; its waiting may not.
+//!
+//! A `get` that connects also keeps its place in line, and when a returned connection
+//! reaches it first it goes on with that one and leaves its connect to finish in
+//! another task. The connect ran inside the `get` until then, so the `get` is charged
+//! for it up to its own end: a call is charged to the ledger of the `get` it started
+//! in, whichever task it ends in.
 
-use std::cell::Cell;
 use std::future::Future;
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 // tokio's clock (the real one, except in tests that pause it).
@@ -38,33 +43,81 @@ impl Census {
 }
 
 tokio::task_local! {
-    /// Time spent in the driver's `connect` and `recycle` by the `get` running in
-    /// this task (see [`driver_time`]).
-    static DRIVER_TIME: Cell<Duration>;
+    /// The ledger of the `get` running in this task (see [`driver_time`]).
+    static LEDGER: Arc<Mutex<Ledger>>;
+}
+
+/// The driver work charged to one `get`.
+#[derive(Debug, Default)]
+struct Ledger {
+    /// The calls that ended while the `get` ran.
+    ended: Duration,
+    /// When each call still under way started.
+    running: Vec<Instant>,
+    /// The `get` has ended and its total was read: later ends change nothing.
+    closed: bool,
+}
+
+impl Ledger {
+    /// Ends a call that started at `started`.
+    fn end_call(&mut self, started: Instant) {
+        if self.closed {
+            return;
+        }
+        if let Some(at) = self.running.iter().position(|&s| s == started) {
+            self.running.swap_remove(at);
+        }
+        self.ended += started.elapsed();
+    }
+
+    /// The total, with the calls still under way charged up to now; closes the ledger.
+    fn close(&mut self) -> Duration {
+        self.closed = true;
+        let now = Instant::now();
+        self.ended + self.running.iter().map(|&s| now - s).sum::<Duration>()
+    }
+}
+
+fn lock(ledger: &Mutex<Ledger>) -> std::sync::MutexGuard<'_, Ledger> {
+    ledger.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Runs `get` and returns its output with the time it spent in the manager's
 /// `connect` and `recycle` (the pool runs those inside the `get` that needs them;
-/// upkeep's run elsewhere and are not counted).
+/// upkeep's run elsewhere and are not counted). A call that started inside the `get`
+/// and goes on after it is charged up to the `get`'s end.
 pub(crate) async fn driver_time<F: Future>(get: F) -> (F::Output, Duration) {
-    DRIVER_TIME
-        .scope(Cell::new(Duration::ZERO), async {
-            let output = get.await;
-            (output, DRIVER_TIME.with(Cell::get))
-        })
-        .await
+    let ledger = Arc::new(Mutex::new(Ledger::default()));
+    let output = LEDGER.scope(Arc::clone(&ledger), get).await;
+    let spent = lock(&ledger).close();
+    (output, spent)
 }
 
-/// Adds the time from its creation to its drop to the current `get`'s driver time,
-/// when dropped: also when the call is cut short by a timeout (which drops it).
-struct DriverCall(Instant);
+/// One call into the driver, charged from its creation to its drop (also when cut
+/// short by a timeout, which drops it) to the `get` it was created in.
+struct DriverCall {
+    started: Instant,
+    /// `None` outside `driver_time` (upkeep's own connects and checks): there is no
+    /// `get` to charge.
+    ledger: Option<Arc<Mutex<Ledger>>>,
+}
+
+impl DriverCall {
+    fn start() -> Self {
+        let started = Instant::now();
+        let ledger = LEDGER.try_with(Arc::clone).ok();
+        if let Some(ledger) = &ledger {
+            lock(ledger).running.push(started);
+        }
+        DriverCall { started, ledger }
+    }
+}
 
 impl Drop for DriverCall {
     fn drop(&mut self) {
-        let spent = self.0.elapsed();
-        // Outside `driver_time` (upkeep's own connects and checks) there is no
-        // `get` to charge.
-        let _ = DRIVER_TIME.try_with(|total| total.set(total.get() + spent));
+        if let Some(ledger) = &self.ledger {
+            lock(ledger).end_call(self.started);
+        }
     }
 }
 
@@ -121,7 +174,7 @@ impl<M: Manager> Manager for Counting<M> {
     type Error = M::Error;
 
     async fn connect(&self) -> Result<Self::Connection, Self::Error> {
-        let call = DriverCall(Instant::now());
+        let call = DriverCall::start();
         let conn = self.inner.connect().await;
         drop(call);
         let conn = conn?;
@@ -138,7 +191,7 @@ impl<M: Manager> Manager for Counting<M> {
         conn: &mut Self::Connection,
         info: &ConnectionInfo,
     ) -> Result<(), Self::Error> {
-        let _call = DriverCall(Instant::now());
+        let _call = DriverCall::start();
         self.inner.recycle(&mut conn.conn, info).await
     }
 
@@ -206,6 +259,35 @@ mod tests {
         assert!(timed_out.is_err());
         assert_eq!(spent, Duration::from_millis(700));
         control.hang_connects(false);
+    }
+
+    /// The failure this guards against: a chaos run (mysql, seed 1937109141) reported
+    /// a `get` that "waited" 2.68 s against a 2 s wait timeout. It had waited 1.98 s,
+    /// then connected for 0.7 s until a returned connection reached it first; that
+    /// connect, left to finish in another task, had been charged to no one.
+    #[tokio::test(start_paused = true)]
+    async fn charges_a_connect_left_running_up_to_the_end_of_its_get() {
+        let inner = MockManager::new();
+        let control = inner.control();
+        control.connect_delay(Duration::from_millis(300));
+        let pool = pool_core::Pool::builder(Counting::new(inner))
+            .max_size(2)
+            .build()
+            .unwrap();
+        let held = pool.get().await.unwrap();
+        let returner = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            drop(held);
+        });
+        // Room for a second connection: this `get` connects, and takes the returned
+        // one after 100 ms of its 300 ms connect.
+        let (got, spent) = driver_time(pool.get()).await;
+        returner.await.unwrap();
+        assert_eq!(got.unwrap().id(), 1, "the returned connection");
+        assert_eq!(spent, Duration::from_millis(100));
+        // The connect goes on into the pool, charged to nothing more.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(control.connects_succeeded(), 2);
     }
 
     #[tokio::test]
