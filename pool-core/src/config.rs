@@ -11,7 +11,8 @@ use crate::BuildError;
 #[serde(rename_all = "snake_case")]
 pub enum Reuse {
     /// The connection returned last goes out first, so the rest stay idle and an
-    /// oversized pool shrinks through `idle_timeout`. The default.
+    /// oversized pool shrinks through `idle_timeout`. The default. The connection
+    /// returned last waits in a lock-free cell, which the next checkout takes it from.
     #[default]
     MostRecent,
     /// The connection idle longest goes out first, spreading use over all of them.

@@ -1,8 +1,10 @@
 //! Taking a connection: the [`Get`] future behind `Pool::get`, `get_timeout` and
 //! `try_get`.
 //!
-//! The first poll tries the fast path synchronously: take the next idle connection
-//! under a lock held for nothing else and, if it needs no check, return it. A caller
+//! The first poll tries the fast path synchronously: take the connection returned last
+//! from the hand-back cell (`handback.rs`) without a lock or, failing that, the next
+//! idle connection under a lock held for nothing else and, if it needs no check, return
+//! it. A caller
 //! that must wait for a connection to come back waits in place ([`GetState::Waiting`]):
 //! its place in line, plus a timer armed only when it has a deadline; a connection
 //! handed to it that needs no check becomes a checkout synchronously, as on the fast
@@ -23,10 +25,11 @@ use std::time::{Duration, Instant};
 
 use tracing::Instrument;
 
+use crate::handback::bar;
 use crate::metrics::CloseReason;
 use crate::opening::Raced;
 use crate::pool::{Opened, Shared, SlotGuard};
-use crate::state::{Grant, Idle, Open, State, Watchdog};
+use crate::state::{Grant, Idle, Open, State, WakeList, Watchdog};
 use crate::sync::MutexGuard;
 use crate::waiters::{Polled, WaitKey};
 use crate::{clock, Manager, PoolError, Pooled, TimeoutKind};
@@ -416,9 +419,18 @@ impl<M: Manager> Shared<M> {
             Exhausted,
         }
         let mut watchdog_waker = None;
+        let mut wake = WakeList::default();
         let raw = {
             let mut st = locked.unwrap_or_else(|| self.lock());
-            if st.closed {
+            if !st.closed && st.idle.is_empty() {
+                // This caller may wait: from here on returns come through the lock.
+                // The parked connection goes to whoever is first in line, else idle.
+                self.hand_back.bar(bar::WAITERS);
+                if let Some(parked) = self.hand_back.drain() {
+                    st.put_back(Idle::from_parked(parked), &mut wake);
+                }
+            }
+            let raw = if st.closed {
                 Raw::Granted(Grant::Closed)
             } else if let Some(idle) = st.take_idle() {
                 Raw::Idle(idle, st.broken_at)
@@ -449,8 +461,13 @@ impl<M: Manager> Shared<M> {
                         Raw::Wait(key, None, watch.is_some())
                     }
                 }
+            };
+            if st.waiters.is_empty() {
+                self.hand_back.unbar(bar::WAITERS);
             }
+            raw
         };
+        wake.wake();
         if let Some(waker) = watchdog_waker {
             waker.wake();
         }
@@ -506,7 +523,19 @@ impl<M: Manager> Shared<M> {
     /// Joins the back of the line, with no deadline for the watchdog.
     #[cfg(all(feature = "tokio", not(pool_model)))]
     pub(crate) fn join_line<'a>(self: &'a Arc<Self>, waker: &Waker) -> WaitTurn<'a, M> {
-        let key = self.lock().waiters.push_back(Some(waker.clone()), None);
+        let mut wake = WakeList::default();
+        let key = {
+            let mut st = self.lock();
+            let key = st.waiters.push_back(Some(waker.clone()), None);
+            // As in `decide`: a waiter bars the hand-back cell, and a connection parked
+            // there goes to the first in line (perhaps this caller).
+            self.hand_back.bar(bar::WAITERS);
+            if let Some(parked) = self.hand_back.drain() {
+                st.put_back(Idle::from_parked(parked), &mut wake);
+            }
+            key
+        };
+        wake.wake();
         WaitTurn {
             shared: self,
             key: Some(key),
@@ -521,6 +550,14 @@ impl<M: Manager> Shared<M> {
     /// [`decide`](Self::decide) with the lock still held (one lock for both).
     #[inline]
     fn take_next_idle<'a>(self: &'a Arc<Self>) -> Result<TakenIdle<'a, M>, Locked<'a, M>> {
+        // The connection returned last, if it is parked and nothing bars the cell.
+        if let Some(parked) = self.hand_back.take() {
+            return Ok(TakenIdle {
+                shared: self,
+                idle: Some(Idle::from_parked(parked)),
+                broken_at: self.broken_at_hint(),
+            });
+        }
         let mut st = self.lock();
         if st.closed {
             return Err(st);

@@ -11,6 +11,7 @@ use tracing::Instrument;
 
 use crate::errors::error_chain_string;
 use crate::get::{Get, Wait};
+use crate::handback::{bar, HandBack};
 use crate::hooks::{self, Hooks};
 use crate::leak::LeakRegistry;
 use crate::metrics::{CloseReason, Metrics};
@@ -63,6 +64,13 @@ pub(crate) struct Shared<M: Manager> {
     next_id: AtomicU64,
     pub(crate) leaks: Option<Mutex<LeakRegistry>>,
     pub(crate) metrics: Metrics,
+    /// One idle connection parked without the lock (see `handback.rs`); most
+    /// checkouts and returns use it instead of the lock.
+    pub(crate) hand_back: HandBack<ConnData<M::Connection>>,
+    /// `State::broken_at`, readable without the lock by a checkout from the hand-back
+    /// cell: nanoseconds after `epoch`, 0 for none.
+    broken_at_hint: AtomicU64,
+    epoch: Instant,
 }
 
 impl<M: Manager> Pool<M> {
@@ -86,8 +94,14 @@ impl<M: Manager> Pool<M> {
         let state = State::new(config.max_size, config.min_idle, limits);
         let metrics = Metrics::new(&config.name, config.max_size, config.min_idle);
         let leaks = config.leak_threshold.map(|_| Mutex::default());
+        // FIFO reuse takes the oldest idle connection, never the one just returned; the
+        // `metrics` gauges are updated by every return, under the lock.
+        let hand_back_off = config.reuse == crate::Reuse::Fifo || cfg!(feature = "metrics");
         Pool {
             shared: Arc::new(Shared {
+                hand_back: HandBack::new(hand_back_off),
+                broken_at_hint: AtomicU64::new(0),
+                epoch: clock::now(),
                 manager,
                 runtime,
                 hooks,
@@ -126,7 +140,15 @@ impl<M: Manager> Pool<M> {
 
     /// The pool's counts now.
     pub fn status(&self) -> Status {
-        self.shared.lock().status()
+        let st = self.shared.lock();
+        let mut status = st.status();
+        // The parked connection is idle, but not in the list; counted in `size`, it
+        // was counted in use. (Read under the lock, so `in_use` includes it.)
+        if self.shared.hand_back.is_occupied() && status.in_use > 0 {
+            status.idle += 1;
+            status.in_use -= 1;
+        }
+        status
     }
 
     /// The manager the pool was built with.
@@ -163,6 +185,17 @@ impl<M: Manager> Pool<M> {
                 ));
             }
             st.max_size = max_size;
+            let shared = &self.shared;
+            if st.size > max_size {
+                // Returns must look at the size under the lock until it is back within
+                // bounds; the parked connection is the newest idle one.
+                shared.hand_back.bar(bar::OVER_SIZE);
+                if let Some(parked) = shared.hand_back.drain() {
+                    st.idle.push_back(Idle::from_parked(parked));
+                }
+            } else {
+                shared.hand_back.unbar(bar::OVER_SIZE);
+            }
             // Oldest first: they would be reused last. Still counted until closed.
             let excess_count = st.size.saturating_sub(max_size).min(st.idle.len());
             excess.extend(
@@ -187,6 +220,9 @@ impl<M: Manager> Pool<M> {
     ) -> usize {
         let taken: Vec<Idle<M::Connection>> = {
             let mut st = self.shared.lock();
+            if let Some(parked) = self.shared.hand_back.drain() {
+                st.idle.push_back(Idle::from_parked(parked));
+            }
             st.idle.drain(..).collect()
         };
         let mut visit = Retaining {
@@ -217,6 +253,10 @@ impl<M: Manager> Pool<M> {
         let idle: Vec<_> = {
             let mut st = self.shared.lock();
             st.closed = true;
+            self.shared.hand_back.bar(bar::CLOSED);
+            if let Some(parked) = self.shared.hand_back.drain() {
+                st.idle.push_back(Idle::from_parked(parked));
+            }
             while let Some(popped) = st.waiters.pop_front() {
                 wake.push(st.waiters.grant(popped, Grant::Closed));
             }
@@ -658,6 +698,28 @@ impl<M: Manager> Shared<M> {
         if verdict.is_none() && conn.info.expires_at.is_some_and(|at| at <= now) {
             verdict = Some(CloseReason::Lifetime);
         }
+        conn.seen_idle_at = None;
+        if verdict.is_none() && !dirty {
+            // Parked without the lock unless barred (nobody waits, not closed, not over
+            // size): then it, or one it displaced, goes the locked way.
+            conn.parked_since = now;
+            for parked in self.hand_back.park(conn.into_box()) {
+                self.return_locked(Idle::from_parked(parked), None);
+            }
+            return;
+        }
+        let idle = Idle {
+            conn,
+            idle_since: now,
+            dirty,
+        };
+        self.return_locked(idle, verdict);
+    }
+
+    /// A return under the pool's lock: to the first waiter, else the idle list, unless
+    /// `verdict` (or the pool's state) says close it.
+    fn return_locked(&self, idle: Idle<M::Connection>, mut verdict: Option<CloseReason>) {
+        let dirty = idle.dirty;
         let mut wake = WakeList::default();
         let closing = {
             let mut st = self.lock();
@@ -665,16 +727,15 @@ impl<M: Manager> Shared<M> {
                 verdict = Some(CloseReason::PoolClosed);
             } else if verdict.is_none() && st.size > st.max_size {
                 verdict = Some(CloseReason::Resized);
+            } else if st.size <= st.max_size {
+                self.hand_back.unbar(bar::OVER_SIZE);
             }
             match verdict {
                 None => {
-                    conn.seen_idle_at = None;
-                    let idle = Idle {
-                        conn,
-                        idle_since: now,
-                        dirty,
-                    };
                     st.put_back(idle, &mut wake);
+                    if st.waiters.is_empty() {
+                        self.hand_back.unbar(bar::WAITERS);
+                    }
                     if dirty && !st.idle.is_empty() {
                         // Left idle dirty, it may hold a transaction's locks until its
                         // next checkout: have upkeep reset it now.
@@ -684,7 +745,7 @@ impl<M: Manager> Shared<M> {
                         .counts(st.idle.len(), st.in_use(), st.waiters.len());
                     None
                 }
-                Some(reason) => Some((conn, reason)),
+                Some(reason) => Some((idle.conn, reason)),
             }
         };
         wake.wake();
@@ -762,10 +823,20 @@ impl<M: Manager> Shared<M> {
             let mut st = self.lock();
             if suspect {
                 st.broken_at = Some(now);
+                let since_epoch = now.saturating_duration_since(self.epoch).as_nanos();
+                let nanos = u64::try_from(since_epoch).unwrap_or(u64::MAX).max(1);
+                self.broken_at_hint.store(nanos, Ordering::Release);
             }
             st.release(closed, now, &mut wake);
         }
         wake.wake();
+    }
+
+    /// When a connection was last found broken, read without the lock (see
+    /// `broken_at_hint`).
+    pub(crate) fn broken_at_hint(&self) -> Option<Instant> {
+        let nanos = self.broken_at_hint.load(Ordering::Acquire);
+        (nanos != 0).then(|| self.epoch + Duration::from_nanos(nanos))
     }
 
     /// Frees the room of a connection leaving the pool without being closed.

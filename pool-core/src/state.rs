@@ -1,7 +1,8 @@
 //! The pool's bookkeeping, kept under one mutex and changed only by the methods here.
 //!
 //! The invariant every method keeps: `size == idle.len() + in_use + connecting`, where
-//! each counted connection is owned by exactly one of: the idle list, a
+//! each counted connection is owned by exactly one of: the idle list, the hand-back
+//! cell (counted in `in_use` here, reported idle by `Pool::status`; see `handback.rs`), a
 //! [`SlotGuard`](crate::pool::SlotGuard) or, for a connect that may finish without its
 //! caller, an `OwnedSlot` (being opened), a `TakenIdle` (taken from the idle list, not
 //! yet a checkout), a [`Pooled`](crate::Pooled) (checked out or being checked), or a
@@ -34,6 +35,9 @@ pub(crate) struct ConnData<C> {
     /// future and `Result`, where each byte is copied on every checkout, while this
     /// box is written by every checkout anyway (`info.checkouts`).
     pub(crate) checkout: CheckoutMarks,
+    /// When it was last parked in the hand-back cell (see `handback.rs`), on the
+    /// coarse clock: its idle time, as `Idle::idle_since` is for the idle list.
+    pub(crate) parked_since: Instant,
 }
 
 /// What the pool notes about a connection while it is out of the idle list.
@@ -52,12 +56,19 @@ pub(crate) struct CheckoutMarks {
 
 impl<C> Conn<C> {
     pub(crate) fn new(raw: C, info: ConnectionInfo) -> Self {
+        let parked_since = info.created_at;
         Conn(Box::new(ConnData {
             raw,
             info,
             seen_idle_at: None,
             checkout: CheckoutMarks::default(),
+            parked_since,
         }))
+    }
+
+    /// The box, to park in the hand-back cell.
+    pub(crate) fn into_box(self) -> Box<ConnData<C>> {
+        self.0
     }
 
     /// The connection and its bookkeeping as one plain struct, so both can be borrowed
@@ -92,6 +103,17 @@ pub(crate) struct Idle<C> {
     pub(crate) idle_since: Instant,
     /// Returned in an unknown session state: reset before its next checkout.
     pub(crate) dirty: bool,
+}
+
+impl<C> Idle<C> {
+    /// A connection taken out of the hand-back cell (only clean ones are parked there).
+    pub(crate) fn from_parked(data: Box<ConnData<C>>) -> Self {
+        Idle {
+            idle_since: data.parked_since,
+            conn: Conn(data),
+            dirty: false,
+        }
+    }
 }
 
 /// What a parked caller is handed.

@@ -18,10 +18,10 @@
 #[cfg(not(pool_model))]
 pub(crate) use parking_lot::{Mutex, MutexGuard};
 #[cfg(not(pool_model))]
-pub(crate) use std::sync::atomic::{AtomicU64, Ordering};
+pub(crate) use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
 #[cfg(pool_model)]
-pub(crate) use loom::sync::atomic::{AtomicU64, Ordering};
+pub(crate) use loom::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 #[cfg(pool_model)]
 pub(crate) use model::{Mutex, MutexGuard};
 

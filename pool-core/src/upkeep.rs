@@ -181,6 +181,11 @@ impl<M: Manager> Shared<M> {
             if st.closed {
                 return None;
             }
+            // The parked connection joins the list, so its lifetime and idle time are
+            // looked at too (as the newest idle, where the return would have put it).
+            if let Some(parked) = self.hand_back.drain() {
+                st.idle.push_back(Idle::from_parked(parked));
+            }
             // Read under the lock: every connection in the idle list went idle before
             // this moment, which makes it a bound `idle_timeout` can count from.
             let now = clock::now();
@@ -238,7 +243,8 @@ impl<M: Manager> Shared<M> {
                 if st.closed {
                     return None;
                 }
-                if st.idle.len() + st.connecting >= st.min_idle {
+                let parked = usize::from(self.hand_back.is_occupied());
+                if st.idle.len() + parked + st.connecting >= st.min_idle {
                     false
                 } else {
                     match st.open_permission(now) {

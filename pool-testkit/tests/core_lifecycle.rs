@@ -393,6 +393,31 @@ async fn a_broken_connection_makes_idle_peers_due_for_a_check() {
     assert!(served.iter().all(|c| c.id() > 4), "all replaced");
 }
 
+/// The same for the connection returned last, which waits for its next user outside
+/// the idle list (in the pool's hand-back cell): a peer found broken after its return
+/// makes it due for a check as well.
+#[tokio::test(start_paused = true)]
+async fn a_broken_connection_makes_the_latest_returned_due_for_a_check() {
+    let (pool, control) = pool(|b| b.max_size(2).check_interval(Duration::from_secs(3600)));
+    let parked = pool.get().await.unwrap();
+    let mut other = pool.get().await.unwrap();
+    let parked_id = parked.id();
+    drop(parked);
+    tokio::time::advance(MS).await;
+
+    assert_eq!(control.kill_all_unnoticed(), 2);
+    assert!(other.query().await.is_err(), "the user finds it dead");
+    other.mark_broken();
+    drop(other);
+
+    let mut conn = pool.get().await.expect("the get succeeds");
+    assert_eq!(control.recycles(), 1, "the returned one was checked");
+    assert_eq!(control.recycles_failed(), 1);
+    assert!(!conn.is_killed(), "a dead connection was handed out");
+    assert_ne!(conn.id(), parked_id);
+    conn.query().await.unwrap();
+}
+
 /// An idle connection the driver already knows is dead (its `has_broken` says so) is
 /// never handed out, not even once, and no check is spent on finding out; its idle
 /// peers become due for a check.
