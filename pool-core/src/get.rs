@@ -760,10 +760,11 @@ fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
     }
 }
 #[cfg(all(test, target_pointer_width = "64"))]
-mod tests {
+pub(crate) mod tests {
     use std::convert::Infallible;
 
-    struct NoIo;
+    /// A manager with no I/O, for tests of the pool's own sizes and layout.
+    pub(crate) struct NoIo;
 
     #[async_trait::async_trait]
     impl crate::Manager for NoIo {

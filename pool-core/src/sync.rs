@@ -15,6 +15,8 @@
 //! `Arc` and `Weak` stay `std`'s in both builds: loom's `Arc` has no `Weak` (upkeep holds
 //! one), and reference counts are not part of the bookkeeping under test.
 
+use std::ops::Deref;
+
 #[cfg(not(pool_model))]
 pub(crate) use parking_lot::{Mutex, MutexGuard};
 #[cfg(not(pool_model))]
@@ -24,6 +26,28 @@ pub(crate) use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 pub(crate) use loom::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 #[cfg(pool_model)]
 pub(crate) use model::{Mutex, MutexGuard};
+
+/// A value on cache lines of its own, so that writes to its neighbours do not take
+/// its line away from the core using it (false sharing), nor writes to it theirs.
+///
+/// Aligned to 128 bytes, not 64: x86-64 cores fetch lines in adjacent pairs, and
+/// aarch64 server cores have 128-byte lines. The cost is up to 127 bytes of padding on
+/// each side of the value, once per pool.
+#[repr(align(128))]
+pub(crate) struct CachePadded<T>(T);
+
+impl<T> CachePadded<T> {
+    pub(crate) const fn new(value: T) -> Self {
+        CachePadded(value)
+    }
+}
+
+impl<T> Deref for CachePadded<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
 
 #[cfg(pool_model)]
 mod model {
