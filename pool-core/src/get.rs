@@ -425,8 +425,7 @@ impl<M: Manager> Shared<M> {
             if !st.closed && st.idle.is_empty() {
                 // This caller may wait: from here on returns come through the lock.
                 // The parked connection goes to whoever is first in line, else idle.
-                self.hand_back.bar(bar::WAITERS);
-                if let Some(parked) = self.hand_back.drain() {
+                if let Some(parked) = self.hand_back.bar_and_drain(bar::WAITERS) {
                     st.put_back(Idle::from_parked(parked), &mut wake);
                 }
             }
@@ -529,8 +528,7 @@ impl<M: Manager> Shared<M> {
             let key = st.waiters.push_back(Some(waker.clone()), None);
             // As in `decide`: a waiter bars the hand-back cell, and a connection parked
             // there goes to the first in line (perhaps this caller).
-            self.hand_back.bar(bar::WAITERS);
-            if let Some(parked) = self.hand_back.drain() {
+            if let Some(parked) = self.hand_back.bar_and_drain(bar::WAITERS) {
                 st.put_back(Idle::from_parked(parked), &mut wake);
             }
             key

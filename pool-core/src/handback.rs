@@ -9,9 +9,9 @@
 //!
 //! The cell must never hide a connection from a caller who waits for one, nor outlive
 //! `close`. Whoever needs the locked state to be the whole truth (a caller about to
-//! wait, `close`, a `resize` below the pool's size) first *bars* the cell, with a
-//! reason, then [drains](HandBack::drain) it under the pool's lock. From then until the
-//! reason is lifted:
+//! wait, `close`, a `resize` below the pool's size) *bars* the cell, with a reason, and
+//! drains it, under the pool's lock ([`bar_and_drain`](HandBack::bar_and_drain)). From
+//! then until the reason is lifted:
 //! - [`take`](HandBack::take) finds nothing, so every checkout takes the locked path;
 //! - [`park`](HandBack::park) hands its value back to the caller (to return through the
 //!   locked path), either at once or, if the bar went up while it was parking, by taking
@@ -20,11 +20,12 @@
 //! Guarantees:
 //! - **Nothing lost, nothing twice**: every value parked comes out exactly once: from
 //!   `take` or `drain`, from `park` itself, or dropped with the cell.
-//! - **Barring is airtight**: once `bar` has returned and a `drain` after it has run,
-//!   a value parked later is never left in the cell: its `park` reads the bar after its
-//!   swap, and all four operations are sequentially consistent, so either the drain
+//! - **Barring is airtight**: once `bar_and_drain` has returned, a value parked later
+//!   is never left in the cell: its `park` reads the bar after its swap, and every
+//!   operation on the cell and the bar is sequentially consistent, so either the drain
 //!   came after the swap (and took the value) or the read sees the bar (and the parker
-//!   takes the cell's content back).
+//!   takes the cell's content back). The bar is raised and lifted only under the pool's
+//!   lock, which is what lets a raise for a reason already up skip both steps.
 //! - **Lock-free**: `take` is a load and a swap, `park` a load, a swap and a load.
 //!
 //! A value may still sit in the cell while nothing is barred: it is an idle connection
@@ -122,10 +123,23 @@ impl<T> HandBack<T> {
         self.swap(ptr::null_mut())
     }
 
-    /// Raises the bar for `reason`. Before it drains, so a sequentially consistent
-    /// read-modify-write even when the bit is already up.
-    pub(crate) fn bar(&self, reason: usize) {
+    /// Raises the bar for `reason` and drains the cell; for a holder of the pool's
+    /// lock, under which alone the bar is raised and lifted.
+    ///
+    /// If the bar for `reason` is up already, the cell holds nothing to drain, and this
+    /// is one load: whoever raised it drained after, under the lock, and since then the
+    /// bar word has not been zero, so every `park` that swapped a value in after that
+    /// raise reads a bar after its swap and takes the value back, and any before it was
+    /// drained. Otherwise the raise is a sequentially consistent read-modify-write,
+    /// followed by the drain (see "Barring is airtight"). Saving the two
+    /// read-modify-writes matters to a pool that runs dry: every caller that finds no
+    /// idle connection passes here.
+    pub(crate) fn bar_and_drain(&self, reason: usize) -> Option<Box<T>> {
+        if self.bar.load(Ordering::SeqCst) & reason != 0 {
+            return None;
+        }
         self.bar.fetch_or(reason, Ordering::SeqCst);
+        self.drain()
     }
 
     /// Lifts the bar for `reason` (a plain read when it is not up).
@@ -192,10 +206,14 @@ mod tests {
         let dropped = Arc::new(Count::new(0));
         let cell = HandBack::new(false);
         assert!(ids(cell.park(Box::new(Tracked(1, dropped.clone())))).is_empty());
-        cell.bar(bar::WAITERS);
+        assert_eq!(
+            cell.bar_and_drain(bar::WAITERS).map(|t| t.0),
+            Some(1),
+            "raising the bar drains the cell"
+        );
         assert!(cell.take().is_none(), "barred: the locked path serves");
         assert_eq!(ids(cell.park(Box::new(Tracked(2, dropped.clone())))), [2]);
-        assert_eq!(cell.drain().map(|t| t.0), Some(1), "drain ignores the bar");
+        assert!(cell.bar_and_drain(bar::WAITERS).is_none());
         cell.unbar(bar::WAITERS);
         assert!(ids(cell.park(Box::new(Tracked(3, dropped.clone())))).is_empty());
         drop(cell);
@@ -209,8 +227,8 @@ mod tests {
     #[test]
     fn reasons_are_lifted_one_at_a_time() {
         let cell: HandBack<u8> = HandBack::new(false);
-        cell.bar(bar::WAITERS);
-        cell.bar(bar::OVER_SIZE);
+        assert!(cell.bar_and_drain(bar::WAITERS).is_none());
+        assert!(cell.bar_and_drain(bar::OVER_SIZE).is_none());
         cell.unbar(bar::WAITERS);
         assert!(ids_u8(cell.park(Box::new(1))) == [1], "still over size");
         cell.unbar(bar::OVER_SIZE);
@@ -239,8 +257,11 @@ mod tests {
                     out
                 })
             };
-            cell.bar(bar::CLOSED);
-            let drained: Vec<u32> = cell.drain().into_iter().map(|b| *b).collect();
+            let drained: Vec<u32> = cell
+                .bar_and_drain(bar::CLOSED)
+                .into_iter()
+                .map(|b| *b)
+                .collect();
             let mut all = parker.join().unwrap();
             all.extend(drained);
             assert!(
@@ -249,6 +270,29 @@ mod tests {
             );
             all.sort_unstable();
             assert_eq!(all, [0, 1, 2, 3]);
+        }
+    }
+
+    /// A bar raised for a reason already up drains nothing, and needs not: a value
+    /// parked meanwhile by another thread comes back to its parker.
+    #[test]
+    fn a_bar_already_up_leaves_nothing_to_drain() {
+        for _ in 0..2000 {
+            let cell = Arc::new(HandBack::<u32>::new(false));
+            assert!(cell.bar_and_drain(bar::WAITERS).is_none());
+            let parker = {
+                let cell = Arc::clone(&cell);
+                std::thread::spawn(move || {
+                    (0..4)
+                        .flat_map(|v| cell.park(Box::new(v)))
+                        .map(|b| *b)
+                        .collect::<Vec<u32>>()
+                })
+            };
+            assert!(cell.bar_and_drain(bar::WAITERS).is_none());
+            assert!(cell.bar_and_drain(bar::CLOSED).is_none());
+            assert_eq!(parker.join().unwrap(), [0, 1, 2, 3]);
+            assert!(!cell.is_occupied(), "a value was left parked past the bar");
         }
     }
 }

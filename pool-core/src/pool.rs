@@ -194,8 +194,7 @@ impl<M: Manager> Pool<M> {
             if st.size > max_size {
                 // Returns must look at the size under the lock until it is back within
                 // bounds; the parked connection is the newest idle one.
-                shared.hand_back.bar(bar::OVER_SIZE);
-                if let Some(parked) = shared.hand_back.drain() {
+                if let Some(parked) = shared.hand_back.bar_and_drain(bar::OVER_SIZE) {
                     st.idle.push_back(Idle::from_parked(parked));
                 }
             } else {
@@ -258,8 +257,7 @@ impl<M: Manager> Pool<M> {
         let idle: Vec<_> = {
             let mut st = self.shared.lock();
             st.closed = true;
-            self.shared.hand_back.bar(bar::CLOSED);
-            if let Some(parked) = self.shared.hand_back.drain() {
+            if let Some(parked) = self.shared.hand_back.bar_and_drain(bar::CLOSED) {
                 st.idle.push_back(Idle::from_parked(parked));
             }
             while let Some(popped) = st.waiters.pop_front() {
