@@ -25,12 +25,16 @@
 //!   operation on the cell and the bar is sequentially consistent, so either the drain
 //!   came after the swap (and took the value) or the read sees the bar (and the parker
 //!   takes the cell's content back). The bar is raised and lifted only under the pool's
-//!   lock, which is what lets a raise for a reason already up skip both steps.
+//!   lock, which is what lets a raise while the bar is already up skip the drain.
 //! - **Lock-free**: `take` is a load and a swap, `park` a load, a swap and a load.
 //!
 //! A value may still sit in the cell while nothing is barred: it is an idle connection
 //! like those in the list (counted in the pool's `size`, reported idle by `status`).
-//! Upkeep and `retain` drain it into the list before they look at idle connections.
+//! Upkeep and `retain` [`take`](HandBack::take) it into the list, under the lock,
+//! before they look at idle connections. Under the lock a value in a barred cell is
+//! not idle but on its way back through the locked path, and nobody but its parker
+//! takes it: upkeep once drained such a value into the idle list while a caller
+//! waited, and nothing handed it over.
 
 use std::marker::PhantomData;
 use std::ptr;
@@ -92,7 +96,10 @@ impl<T> HandBack<T> {
         }
     }
 
-    /// Takes the parked value, unless the cell is barred or empty.
+    /// Takes the parked value, unless the cell is barred or empty. Under the pool's
+    /// lock a value taken so is idle (nothing bars it); one left behind because the bar
+    /// is up is on its way back through the locked path (see
+    /// [`bar_and_drain`](Self::bar_and_drain)).
     #[inline]
     pub(crate) fn take(&self) -> Option<Box<T>> {
         if self.bar.load(Ordering::SeqCst) != 0 {
@@ -117,28 +124,30 @@ impl<T> HandBack<T> {
         HandedBack([taken_back, displaced])
     }
 
-    /// Takes the parked value whether barred or not: for a holder of the pool's lock,
-    /// after it barred the cell or to look at every idle connection.
-    pub(crate) fn drain(&self) -> Option<Box<T>> {
+    /// Takes the parked value whether barred or not.
+    fn drain(&self) -> Option<Box<T>> {
         self.swap(ptr::null_mut())
     }
 
-    /// Raises the bar for `reason` and drains the cell; for a holder of the pool's
-    /// lock, under which alone the bar is raised and lifted.
+    /// Raises the bar for `reason`, and drains the cell if the bar was down; for a
+    /// holder of the pool's lock, under which alone the bar is raised and lifted.
     ///
-    /// If the bar for `reason` is up already, the cell holds nothing to drain, and this
-    /// is one load: whoever raised it drained after, under the lock, and since then the
-    /// bar word has not been zero, so every `park` that swapped a value in after that
-    /// raise reads a bar after its swap and takes the value back, and any before it was
-    /// drained. Otherwise the raise is a sequentially consistent read-modify-write,
-    /// followed by the drain (see "Barring is airtight"). Saving the two
+    /// A value found in the cell while the bar is up is on its way back: whoever raised
+    /// the bar from down drained the cell then, under the lock, and the bar has not been
+    /// down since, so the value was parked after that drain, and its `park` reads the
+    /// bar after its swap and takes it back (returning it through the locked path,
+    /// which applies every rule the bar stands for: a holder of the lock that took it
+    /// instead would have to apply them itself, and once did not). So only a raise from
+    /// down drains, and a raise for a reason already up is one load. Saving the
     /// read-modify-writes matters to a pool that runs dry: every caller that finds no
     /// idle connection passes here.
     pub(crate) fn bar_and_drain(&self, reason: usize) -> Option<Box<T>> {
         if self.bar.load(Ordering::SeqCst) & reason != 0 {
             return None;
         }
-        self.bar.fetch_or(reason, Ordering::SeqCst);
+        if self.bar.fetch_or(reason, Ordering::SeqCst) != 0 {
+            return None;
+        }
         self.drain()
     }
 
@@ -271,6 +280,25 @@ mod tests {
             all.sort_unstable();
             assert_eq!(all, [0, 1, 2, 3]);
         }
+    }
+
+    /// A value found in a barred cell is on its way back: neither a further raise (for
+    /// another reason) nor `take` removes it, and its parker's read of the bar does.
+    /// Taken by a holder of the lock, it skipped the rules of the locked return: upkeep
+    /// put such a value in the idle list while a caller waited.
+    #[test]
+    fn a_value_in_a_barred_cell_is_left_to_its_parker() {
+        let cell = HandBack::<u32>::new(false);
+        assert!(cell.bar_and_drain(bar::WAITERS).is_none());
+        // A `park` that read the bar before the raise, and has swapped since.
+        let displaced = cell.swap(Box::into_raw(Box::new(7)));
+        assert!(displaced.is_none());
+        assert!(cell.take().is_none(), "barred: not idle");
+        assert!(cell.bar_and_drain(bar::OVER_SIZE).is_none());
+        assert!(cell.bar_and_drain(bar::CLOSED).is_none());
+        // The parker's read after its swap.
+        assert_ne!(cell.bar.load(Ordering::SeqCst), 0);
+        assert_eq!(cell.swap(ptr::null_mut()).map(|b| *b), Some(7));
     }
 
     /// A bar raised for a reason already up drains nothing, and needs not: a value

@@ -145,15 +145,7 @@ impl<M: Manager> Pool<M> {
 
     /// The pool's counts now.
     pub fn status(&self) -> Status {
-        let st = self.shared.lock();
-        let mut status = st.status();
-        // The parked connection is idle, but not in the list; counted in `size`, it
-        // was counted in use. (Read under the lock, so `in_use` includes it.)
-        if self.shared.hand_back.is_occupied() && status.in_use > 0 {
-            status.idle += 1;
-            status.in_use -= 1;
-        }
-        status
+        self.shared.status(&self.shared.lock())
     }
 
     /// The manager the pool was built with.
@@ -224,7 +216,8 @@ impl<M: Manager> Pool<M> {
     ) -> usize {
         let taken: Vec<Idle<M::Connection>> = {
             let mut st = self.shared.lock();
-            if let Some(parked) = self.shared.hand_back.drain() {
+            // Not one in a barred cell: that one is on its way back to a waiter.
+            if let Some(parked) = self.shared.hand_back.take() {
                 st.idle.push_back(Idle::from_parked(parked));
             }
             st.idle.drain(..).collect()
@@ -473,10 +466,22 @@ impl<M: Manager> Shared<M> {
         }
     }
 
+    /// The counts `st` (the pool's state, locked) gives, with a connection parked in the
+    /// hand-back cell counted idle: it is not in the list, and, counted in `size`, the
+    /// state counts it in use. (Read under the lock, so `in_use` includes it.)
+    pub(crate) fn status(&self, st: &State<M::Connection>) -> Status {
+        let mut status = st.status();
+        if self.hand_back.is_occupied() && status.in_use > 0 {
+            status.idle += 1;
+            status.in_use -= 1;
+        }
+        status
+    }
+
     pub(crate) fn timeout_error(&self, kind: TimeoutKind, after: Duration) -> PoolError<M::Error> {
         let (mut status, last_connect_error) = {
             let st = self.lock();
-            (st.status(), st.last_connect_error.clone())
+            (self.status(&st), st.last_connect_error.clone())
         };
         if kind == TimeoutKind::Wait && !after.is_zero() {
             // The caller that timed out has just left the line; it was waiting too.

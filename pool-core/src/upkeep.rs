@@ -183,7 +183,8 @@ impl<M: Manager> Shared<M> {
             }
             // The parked connection joins the list, so its lifetime and idle time are
             // looked at too (as the newest idle, where the return would have put it).
-            if let Some(parked) = self.hand_back.drain() {
+            // Not one in a barred cell: that one is on its way back to a waiter.
+            if let Some(parked) = self.hand_back.take() {
                 st.idle.push_back(Idle::from_parked(parked));
             }
             // Read under the lock: every connection in the idle list went idle before

@@ -541,6 +541,19 @@ fn two_slots_upkeep_and_close() {
     });
 }
 
+/// A return parks its connection in the hand-back cell just as a caller joins the line
+/// and an upkeep pass looks at the idle connections: the connection must reach the
+/// caller. (Upkeep once drained the barred cell into the idle list, where nothing
+/// handed it over: the caller waited for ever.)
+#[test]
+fn one_slot_upkeep_during_a_return_to_a_waiter() {
+    explore(Config {
+        name: "one_slot_upkeep_during_a_return_to_a_waiter",
+        tasks: &[Task::Use, Task::Use, Task::Upkeep],
+        ..BASE
+    });
+}
+
 /// Connections come back dirty, so reuse means a check (which can be cancelled, and
 /// must then close the connection); upkeep resets idle dirty ones meanwhile.
 #[test]
