@@ -3,14 +3,14 @@
 //! Two readings of one monotonic timebase (that of [`std::time::Instant`]):
 //!
 //! - [`now`], precise: for every moment a limit that must not end early counts from
-//!   (when a wait or a checkout began, when upkeep first saw a connection idle, which
-//!   `idle_timeout` counts from), for connects, checks, upkeep and anything a user
-//!   reads back as a duration;
-//! - [`recent`], cheap: for the two readings every checkout and return take, where a
-//!   few milliseconds either way is harmless: the fast path's question (has the idle
-//!   connection expired? is it due a check?) and the return's stamp of when the
-//!   connection went idle, which only the check interval counts from (a check a few
-//!   milliseconds early costs one check). On Linux it reads `CLOCK_MONOTONIC_COARSE`
+//!   (when a wait with a timeout or a checkout began, when upkeep first saw a
+//!   connection idle, which `idle_timeout` counts from), for connects, checks, back-offs,
+//!   upkeep and anything a user reads back as a duration;
+//! - [`recent`], cheap: for the readings every checkout and return take, where a few
+//!   milliseconds either way is harmless: the fast path's question (has the idle
+//!   connection expired? is it due a check?), the start of a wait without a timeout,
+//!   and the return's stamp of when the connection went idle, which only the check
+//!   interval counts from (a check a few milliseconds early costs one check). On Linux it reads `CLOCK_MONOTONIC_COARSE`
 //!   (about 5 ns here, against about 23 ns for the precise clock). It is never ahead
 //!   of the precise clock, but how far it lags has no bound to rely on: nominally
 //!   under two kernel ticks, it was measured at up to 7 ms on an idle 4 ms-tick VM and

@@ -144,30 +144,38 @@ impl<M: Manager> Future for Get<'_, M> {
                 this.state = GetState::Done;
                 return Poll::Ready(Err(PoolError::NoRuntime));
             }
-            // The coarse clock serves the fast path's question (expired? due a check?),
-            // where an answer a few milliseconds late is harmless.
-            let now = clock::recent();
             let locked = match shared.take_next_idle() {
-                Ok(taken) => match shared.checkout_now(taken, now, caller, now) {
-                    Ok(pooled) => {
-                        // The start state owns nothing: forgotten rather than dropped,
-                        // which spares the fast path a call to the state's drop glue.
-                        std::mem::forget(std::mem::replace(&mut this.state, GetState::Done));
-                        return Poll::Ready(Ok(pooled));
+                Ok(taken) => {
+                    // The coarse clock serves the fast path's question (expired? due a
+                    // check?), where an answer a few milliseconds late is harmless.
+                    let now = clock::recent();
+                    match shared.checkout_now(taken, now, caller, now) {
+                        Ok(pooled) => {
+                            // The start state owns nothing: forgotten rather than dropped,
+                            // which spares the fast path a call to the state's drop glue.
+                            std::mem::forget(std::mem::replace(&mut this.state, GetState::Done));
+                            return Poll::Ready(Ok(pooled));
+                        }
+                        Err(Some(taken)) => {
+                            this.state = shared.slow(wait, caller, clock::now(), Step::Idle(taken));
+                            return this.poll_slow(cx);
+                        }
+                        // Closed as broken: look again.
+                        Err(None) => None,
                     }
-                    Err(Some(taken)) => {
-                        let now = clock::now();
-                        this.state = shared.slow(wait, caller, now, now, Step::Idle(taken));
-                        return this.poll_slow(cx);
-                    }
-                    // Closed as broken: look again.
-                    Err(None) => None,
-                },
+                }
                 Err(locked) => Some(locked),
             };
-            // Past the fast path the caller may wait: its start is read precisely, as a
-            // deadline counted from a coarse reading could come early.
-            let now = clock::now();
+            // Past the fast path the caller may wait. Its deadline counts from its start,
+            // so with one the start is read precisely (counted from a coarse reading, the
+            // deadline could come early). Without one the coarse reading serves: it only
+            // dates the wait for metrics (where it is precise anyway) and is compared
+            // with idle stamps that are coarse too; `decide` reads the precise clock for
+            // the one question it would answer late, whether a back-off is over.
+            let now = match wait {
+                Wait::For(_) => clock::now(),
+                Wait::Forever | Wait::No => clock::recent(),
+            };
             // `Wait::No` has a deadline too, but never joins the line.
             let deadline = wait.deadline(now);
             this.state = match shared.decide(locked, now, wait, cx.waker(), deadline) {
@@ -176,7 +184,7 @@ impl<M: Manager> Future for Get<'_, M> {
                         this.state = GetState::Done;
                         return Poll::Ready(Ok(pooled));
                     }
-                    Err(unready) => shared.slow(wait, caller, now, now, Step::after(unready, now)),
+                    Err(unready) => shared.slow(wait, caller, now, Step::after(unready, now)),
                 },
                 Step::Wait(turn, retry_at) => {
                     just_joined = true;
@@ -189,7 +197,7 @@ impl<M: Manager> Future for Get<'_, M> {
                         timer: None,
                     }
                 }
-                step => shared.slow(wait, caller, now, now, step),
+                step => shared.slow(wait, caller, now, step),
             };
         }
         if let GetState::Waiting {
@@ -230,7 +238,7 @@ impl<M: Manager> Future for Get<'_, M> {
                             return Poll::Ready(Ok(pooled));
                         }
                         Err(unready) => {
-                            shared.slow(wait, caller, started, now, Step::after(unready, now))
+                            shared.slow(wait, caller, started, Step::after(unready, now))
                         }
                     }
                 }
@@ -238,9 +246,7 @@ impl<M: Manager> Future for Get<'_, M> {
                     this.state = GetState::Done;
                     return Poll::Ready(Err(shared.timeout_error(TimeoutKind::Wait, wait.bound())));
                 }
-                Poll::Ready(grant) => {
-                    shared.slow(wait, caller, started, clock::now(), Step::Granted(grant))
-                }
+                Poll::Ready(grant) => shared.slow(wait, caller, started, Step::Granted(grant)),
                 Poll::Pending => {
                     // The watchdog keeps this caller's deadline: no timer of its own.
                     if turn.watched {
@@ -263,7 +269,7 @@ impl<M: Manager> Future for Get<'_, M> {
                     }
                     // The back-off ended while in line: look again, as a connect
                     // attempt may be due. Leaving the line gives back any grant.
-                    shared.slow(wait, caller, started, now, Step::look_again(now))
+                    shared.slow(wait, caller, started, Step::look_again(now))
                 }
             };
             this.state = next;
@@ -399,10 +405,10 @@ impl<'a, M: Manager> Step<'a, M> {
 }
 
 impl<M: Manager> Shared<M> {
-    /// Looks at the pool once, under one lock, and decides the caller's next step. A
-    /// caller who must wait joins the line with `waker`, and with `watch`, its
-    /// deadline, handed to the pool's watchdog if it can keep it (else the caller
-    /// keeps its own timer).
+    /// Looks at the pool once, under one lock, and decides the caller's next step
+    /// (`now` may be a coarse reading). A caller who must wait joins the line with
+    /// `waker`, and with `watch`, its deadline, handed to the pool's watchdog if it can
+    /// keep it (else the caller keeps its own timer).
     pub(crate) fn decide<'a>(
         self: &'a Arc<Self>,
         locked: Option<Locked<'a, M>>,
@@ -434,6 +440,14 @@ impl<M: Manager> Shared<M> {
             } else if let Some(idle) = st.take_idle() {
                 Raw::Idle(idle, st.broken_at)
             } else {
+                // `now` may be a coarse reading, which could see a back-off end late
+                // and tell a caller the pool is down when a probe is due: during one
+                // the clock is read precisely.
+                let now = if st.backoff.is_some() {
+                    clock::now()
+                } else {
+                    now
+                };
                 match st.open_permission(now) {
                     Open::Now => {
                         st.reserve();
@@ -623,16 +637,15 @@ impl<M: Manager> Shared<M> {
         })
     }
 
-    /// Goes on to the slow path from `step`, decided at `now`.
+    /// Goes on to the slow path from `step`.
     fn slow<'a>(
         self: &'a Arc<Self>,
         wait: Wait,
         caller: &'static Location<'static>,
         started: Instant,
-        now: Instant,
         step: Step<'a, M>,
     ) -> GetState<'a, M> {
-        GetState::Slow(Box::pin(self.acquire(wait, caller, started, now, step)))
+        GetState::Slow(Box::pin(self.acquire(wait, caller, started, step)))
     }
 
     /// The slow path, starting from the step the first poll decided.
@@ -641,10 +654,11 @@ impl<M: Manager> Shared<M> {
         wait: Wait,
         caller: &'static Location<'static>,
         started: Instant,
-        now: Instant,
         first: Step<'a, M>,
     ) -> GetResult<M> {
-        let mut now = now;
+        // Read afresh, and precisely: the fast path may have decided on a coarse
+        // reading, and what follows (checks, connects, back-offs) costs far more.
+        let mut now = clock::now();
         let deadline = wait.deadline(started);
         let mut step = first;
         loop {
