@@ -350,14 +350,14 @@ impl<M: Manager> Drop for WaitTurn<'_, M> {
         let Some(key) = self.key.take() else { return };
         let now = clock::now();
         let mut wake = crate::state::WakeList::default();
-        let mut closing = None;
+        let mut closing = Vec::new();
         {
             let mut st = self.shared.lock();
             match st.waiters.cancel(key) {
-                // Handed over before `close`, which could not reach it: parked idle it
-                // would outlive the close, so it is closed instead.
-                Some(Grant::Conn(idle, _)) if st.closed => closing = Some(idle.conn),
-                Some(Grant::Conn(idle, _)) => st.put_back(idle, &mut wake),
+                // Handed over before `close` (which could not reach it: parked idle it
+                // would outlive the close) or a resize below the pool's size: closed,
+                // as its return would have been.
+                Some(Grant::Conn(idle, _)) => st.give_back(idle, &mut wake, &mut closing),
                 Some(Grant::Slot) => st.unreserve(now, &mut wake),
                 Some(
                     Grant::Closed
@@ -369,9 +369,7 @@ impl<M: Manager> Drop for WaitTurn<'_, M> {
             }
         }
         wake.wake();
-        if let Some(conn) = closing {
-            self.shared.close_conn(conn, CloseReason::PoolClosed);
-        }
+        self.shared.close_counted(closing);
     }
 }
 

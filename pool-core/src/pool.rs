@@ -210,6 +210,9 @@ impl<M: Manager> Pool<M> {
     /// Keeps the idle connections for which `keep` returns `true` and closes the rest;
     /// returns how many were closed. Connections in use are not visited. `keep` runs
     /// without the pool's lock; if it panics, the connections not yet visited stay.
+    /// While the pool is above its `max_size` after a [`resize`](Self::resize), kept
+    /// connections beyond it are closed too (not counted in what this returns), as
+    /// their return would have closed them.
     pub fn retain(
         &self,
         mut keep: impl FnMut(&mut M::Connection, &ConnectionInfo) -> bool,
@@ -233,7 +236,7 @@ impl<M: Manager> Pool<M> {
             if keep(raw, info) {
                 visit.kept.push(idle);
             } else {
-                visit.removed.push(idle.conn);
+                visit.removed.push((idle.conn, CloseReason::Retain));
             }
         }
         visit.removed.len()
@@ -299,7 +302,7 @@ struct Retaining<'a, M: Manager> {
     shared: &'a Arc<Shared<M>>,
     pending: std::vec::IntoIter<Idle<M::Connection>>,
     kept: Vec<Idle<M::Connection>>,
-    removed: Vec<Conn<M::Connection>>,
+    removed: Vec<(Conn<M::Connection>, CloseReason)>,
 }
 
 impl<M: Manager> Drop for Retaining<'_, M> {
@@ -308,19 +311,11 @@ impl<M: Manager> Drop for Retaining<'_, M> {
         {
             let mut st = self.shared.lock();
             for idle in self.kept.drain(..).chain(self.pending.by_ref()) {
-                if st.closed {
-                    self.removed.push(idle.conn);
-                } else {
-                    st.put_back(idle, &mut wake);
-                }
+                st.give_back(idle, &mut wake, &mut self.removed);
             }
         }
         wake.wake();
-        self.shared.close_counted(
-            self.removed
-                .drain(..)
-                .map(|conn| (conn, CloseReason::Retain)),
-        );
+        self.shared.close_counted(self.removed.drain(..));
     }
 }
 

@@ -14,6 +14,7 @@ use std::collections::VecDeque;
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
+use crate::metrics::CloseReason;
 use crate::waiters::WaitQueue;
 use crate::{ConnectionInfo, Reuse, Status};
 
@@ -326,6 +327,27 @@ impl<C> State<C> {
         let popped = self.waiters.pop_front().expect("waiters is not empty");
         let grant = Grant::Conn(idle, self.broken_at);
         wake.push(self.waiters.grant(popped, grant));
+    }
+
+    /// An idle connection comes back other than by its user's return (a cancelled
+    /// waiter's grant, one `retain` kept, one a cancelled upkeep pass did not reset):
+    /// as [`put_back`](Self::put_back), unless the pool is closed or, after a resize,
+    /// above its `max_size`: then it joins `closing`, the connections to close once
+    /// the lock is released, all still counted in `size` (so those already there bring
+    /// the pool down too).
+    pub(crate) fn give_back(
+        &mut self,
+        idle: Idle<C>,
+        wake: &mut WakeList,
+        closing: &mut Vec<(Conn<C>, CloseReason)>,
+    ) {
+        if self.closed {
+            closing.push((idle.conn, CloseReason::PoolClosed));
+        } else if self.size.saturating_sub(closing.len()) > self.max_size {
+            closing.push((idle.conn, CloseReason::Resized));
+        } else {
+            self.put_back(idle, wake);
+        }
     }
 
     /// Gives waiters whatever the pool can give now: idle connections, room to open

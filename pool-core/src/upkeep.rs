@@ -128,11 +128,7 @@ impl<M: Manager> Drop for PendingResets<'_, M> {
         {
             let mut st = self.shared.lock();
             for idle in self.pending.drain(..) {
-                if st.closed {
-                    closing.push((idle.conn, CloseReason::PoolClosed));
-                } else {
-                    st.put_back(idle, &mut wake);
-                }
+                st.give_back(idle, &mut wake, &mut closing);
             }
         }
         wake.wake();

@@ -1,5 +1,6 @@
-//! Model check of pool-core's bookkeeping (checkout, return, cancellation, close and an
-//! upkeep pass) over every interleaving of a few tasks, with loom.
+//! Model check of pool-core's bookkeeping (checkout, return, cancellation, close, an
+//! upkeep pass, `resize` below the pool's size and `retain`) over every interleaving of
+//! a few tasks, with loom.
 //!
 //! Built only with `--cfg pool_model`, which swaps the pool's mutex and atomics for
 //! loom's (`src/sync.rs`). `cargo xtask test` runs it in its own target directory;
@@ -39,8 +40,10 @@
 //! # Invariants checked, on every explored schedule
 //! 1. **Never more than `max_size` connections**: when the manager creates a
 //!    connection, the connections alive (created and not yet dropped) are at most
-//!    `max_size`; and whenever a task holds a checkout, `status()` has
-//!    `size <= max_size` and counts at least that checkout as in use.
+//!    the configured `max_size`; whenever a task holds a checkout, `status()` has
+//!    `size` at most that and counts at least that checkout as in use; and once
+//!    everything is back, `size` is within the pool's current `max_size` (lowered by a
+//!    `Shrink`).
 //! 2. **Every counted connection has exactly one owner** (idle list, checked-out
 //!    `Pooled`, a `SlotGuard` opening it, or a waiter's grant): `in_use`
 //!    (`size - idle - connecting`) never underflows (the run has overflow checks on), and
@@ -101,6 +104,10 @@ enum Task {
     /// `get`, then lose the connection without returning it (`mem::forget`): the
     /// bookkeeping error the checks must catch ([`the_checker_catches_a_lost_checkout`]).
     Forget,
+    /// `resize` to one connection fewer than the configuration's `max_size`.
+    Shrink,
+    /// `retain`, keeping every idle connection or none.
+    Retain { keep: bool },
 }
 
 /// One configuration to explore.
@@ -315,9 +322,10 @@ fn allowed(config: &Config, error: &PoolError<ConnectRefused>) -> bool {
 }
 
 /// Invariants 1 and 2 while the caller holds one checkout.
-fn check_while_held(pool: &Pool<Counting>) {
+fn check_while_held(config: &Config, pool: &Pool<Counting>) {
     let status = pool.status();
-    assert!(status.size <= status.max_size, "{status}");
+    // After a `Shrink` the pool may be above its new size until connections come back.
+    assert!(status.size <= config.max_size, "{status}");
     assert!(
         status.in_use >= 1,
         "a held checkout is not counted: {status}"
@@ -328,7 +336,7 @@ fn run_task(task: Task, config: &Config, pool: &Pool<Counting>) {
     match task {
         Task::Use => match block_on(pool.get()) {
             Ok(conn) => {
-                check_while_held(pool);
+                check_while_held(config, pool);
                 drop(conn);
             }
             Err(e) => assert!(allowed(config, &e), "get failed: {e}"),
@@ -340,7 +348,7 @@ fn run_task(task: Task, config: &Config, pool: &Pool<Counting>) {
                 if let Poll::Ready(result) = get.as_mut().poll(&mut cx) {
                     match result {
                         Ok(conn) => {
-                            check_while_held(pool);
+                            check_while_held(config, pool);
                             drop(conn);
                         }
                         Err(e) => assert!(allowed(config, &e), "get failed: {e}"),
@@ -358,6 +366,12 @@ fn run_task(task: Task, config: &Config, pool: &Pool<Counting>) {
             if let Ok(conn) = block_on(pool.get()) {
                 std::mem::forget(conn);
             }
+        }
+        Task::Shrink => pool
+            .resize(config.max_size - 1)
+            .expect("the model shrinks to a valid size"),
+        Task::Retain { keep } => {
+            pool.retain(|_, _| keep);
         }
     }
 }
@@ -393,6 +407,11 @@ fn run_once(config: &Config) {
         "the pool counts exactly the connections alive: {status}"
     );
     assert!(status.size <= config.max_size, "{status}");
+    // Everything came back, so a pool resized below its size is back within it.
+    assert!(
+        status.size <= status.max_size,
+        "above max_size with nothing out: {status}"
+    );
 
     // Invariant 3.
     block_on(pool.close(Duration::from_secs(3600))).expect("nothing is out");
@@ -550,6 +569,58 @@ fn one_slot_upkeep_during_a_return_to_a_waiter() {
     explore(Config {
         name: "one_slot_upkeep_during_a_return_to_a_waiter",
         tasks: &[Task::Use, Task::Use, Task::Upkeep],
+        ..BASE
+    });
+}
+
+/// The pool shrinks below its size while both connections are in use and returns
+/// race the hand-back cell: whatever comes back beyond the new size is closed.
+#[test]
+fn two_slots_shrink_while_in_use() {
+    explore(Config {
+        name: "two_slots_shrink_while_in_use",
+        max_size: 2,
+        tasks: &[Task::Use, Task::Use, Task::Shrink],
+        ..BASE
+    });
+}
+
+/// The pool shrinks while a caller waits for a connection and gives up holding it
+/// (a grant it had not taken): the grant is closed, not kept above the new size.
+#[test]
+fn two_slots_shrink_with_a_cancelled_waiter() {
+    explore(Config {
+        name: "two_slots_shrink_with_a_cancelled_waiter",
+        max_size: 2,
+        tasks: &[
+            Task::Use,
+            Task::Use,
+            Task::Cancel { polls: 1 },
+            Task::Shrink,
+        ],
+        preemptions: 2,
+        ..BASE
+    });
+}
+
+/// `retain` takes the idle connections out and puts back those it keeps while a
+/// return and a caller about to wait race it through the hand-back cell.
+#[test]
+fn one_slot_retain_during_a_return_to_a_waiter() {
+    explore(Config {
+        name: "one_slot_retain_during_a_return_to_a_waiter",
+        tasks: &[Task::Use, Task::Use, Task::Retain { keep: true }],
+        ..BASE
+    });
+}
+
+/// `retain` closes every idle connection while callers use and return them.
+#[test]
+fn two_slots_retain_none_during_use() {
+    explore(Config {
+        name: "two_slots_retain_none_during_use",
+        max_size: 2,
+        tasks: &[Task::Use, Task::Use, Task::Retain { keep: false }],
         ..BASE
     });
 }

@@ -3,6 +3,7 @@
 
 mod core_common;
 
+use std::future::Future;
 use std::time::Duration;
 
 use core_common::{pool, yield_until};
@@ -147,6 +148,35 @@ async fn resize_down_closes_idle_now_and_in_use_on_return() {
     assert_eq!((status.size, status.idle), (1, 1), "{status:?}");
     let _one = pool.try_get().await.unwrap();
     assert!(pool.try_get().await.is_err(), "full at 1");
+}
+
+/// A connection handed to a waiter who gives up after a shrink is closed, as its
+/// return would have been, not kept idle above the new size.
+#[tokio::test(start_paused = true)]
+async fn resize_down_closes_a_grant_its_waiter_gave_up() {
+    let (pool, control) = pool(|b| b.max_size(3));
+    let mut conns = Vec::new();
+    for _ in 0..3 {
+        conns.push(pool.get().await.unwrap());
+    }
+    let mut get = Box::pin(pool.get());
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    assert!(get.as_mut().poll(&mut cx).is_pending(), "in line");
+    drop(conns.pop());
+    assert_eq!(pool.status().waiting, 0, "handed to the waiter");
+
+    pool.resize(1).unwrap();
+    assert_eq!(pool.status().size, 3, "all three are out");
+    drop(get);
+    let status = pool.status();
+    assert_eq!(
+        (status.size, status.idle, status.in_use),
+        (2, 0, 2),
+        "the grant was closed: {status:?}"
+    );
+    assert_eq!(control.live(), 2);
+    drop(conns);
+    assert_eq!(pool.status().size, 1);
 }
 
 /// `resize(0)` (and below `min_idle`) is refused, naming `max_size`.
