@@ -217,12 +217,12 @@ impl<M: Manager> Future for Get<'_, M> {
                 Pin::new(&mut *turn).poll(cx)
             };
             let next = match polled {
-                Poll::Ready(Grant::Conn(idle, broken_at)) => {
-                    // A connection that went idle after this caller joined the line was
-                    // handed straight over by its return, which read the coarse clock a
-                    // moment ago: that reading serves as "now". One idle from before (handed
-                    // over by `dispatch` or `retain`) may have become due meanwhile.
-                    let now = if idle.idle_since >= started {
+                Poll::Ready(Grant::Conn(idle, broken_at, just_returned)) => {
+                    // A connection handed straight over by its return, which read the
+                    // coarse clock a moment ago: that reading serves as "now". One that
+                    // sat idle before (handed over by `dispatch`, `retain` or a waiter that
+                    // gave up) may have become due meanwhile.
+                    let now = if just_returned {
                         idle.idle_since
                     } else {
                         clock::recent()
@@ -357,7 +357,7 @@ impl<M: Manager> Drop for WaitTurn<'_, M> {
                 // Handed over before `close` (which could not reach it: parked idle it
                 // would outlive the close) or a resize below the pool's size: closed,
                 // as its return would have been.
-                Some(Grant::Conn(idle, _)) => st.give_back(idle, &mut wake, &mut closing),
+                Some(Grant::Conn(idle, ..)) => st.give_back(idle, &mut wake, &mut closing),
                 Some(Grant::Slot) => st.unreserve(now, &mut wake),
                 Some(
                     Grant::Closed
@@ -430,7 +430,7 @@ impl<M: Manager> Shared<M> {
                 // This caller may wait: from here on returns come through the lock.
                 // The parked connection goes to whoever is first in line, else idle.
                 if let Some(parked) = self.hand_back.bar_and_drain(bar::WAITERS) {
-                    st.put_back(Idle::from_parked(parked), &mut wake);
+                    st.put_back(Idle::from_parked(parked), false, &mut wake);
                 }
             }
             let raw = if st.closed {
@@ -541,7 +541,7 @@ impl<M: Manager> Shared<M> {
             // As in `decide`: a waiter bars the hand-back cell, and a connection parked
             // there goes to the first in line (perhaps this caller).
             if let Some(parked) = self.hand_back.bar_and_drain(bar::WAITERS) {
-                st.put_back(Idle::from_parked(parked), &mut wake);
+                st.put_back(Idle::from_parked(parked), false, &mut wake);
             }
             key
         };
@@ -663,7 +663,7 @@ impl<M: Manager> Shared<M> {
             let grant = match step {
                 Step::Idle(taken) => {
                     let (idle, broken_at) = taken.into_parts();
-                    Grant::Conn(idle, broken_at)
+                    Grant::Conn(idle, broken_at, false)
                 }
                 Step::Open(slot) => match self.open_or_take(slot).await {
                     Raced::Opened(opened) => return self.opened_for(opened, caller, started).await,
@@ -695,7 +695,7 @@ impl<M: Manager> Shared<M> {
                 }
             };
             match grant {
-                Grant::Conn(idle, broken_at) => {
+                Grant::Conn(idle, broken_at, _) => {
                     if let Some(pooled) =
                         self.checkout(idle, broken_at, now, caller, started).await?
                     {

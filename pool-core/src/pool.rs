@@ -461,12 +461,13 @@ impl<M: Manager> Shared<M> {
         }
     }
 
-    /// The counts `st` (the pool's state, locked) gives, with a connection parked in the
-    /// hand-back cell counted idle: it is not in the list, and, counted in `size`, the
-    /// state counts it in use. (Read under the lock, so `in_use` includes it.)
+    /// The counts `st` (the pool's state, locked) gives, with an idle connection parked
+    /// in the hand-back cell counted idle: it is not in the list, and, counted in
+    /// `size`, the state counts it in use. (Read under the lock, so `in_use` includes
+    /// it.) One in a barred cell is on its way back, still in use.
     pub(crate) fn status(&self, st: &State<M::Connection>) -> Status {
         let mut status = st.status();
-        if self.hand_back.is_occupied() && status.in_use > 0 {
+        if self.hand_back.holds_idle() && status.in_use > 0 {
             status.idle += 1;
             status.in_use -= 1;
         }
@@ -706,8 +707,12 @@ impl<M: Manager> Shared<M> {
             // Parked without the lock unless barred (nobody waits, not closed, not over
             // size): then it, or one it displaced, goes the locked way.
             conn.parked_since = now;
-            for parked in self.hand_back.park(conn.into_box()) {
-                self.return_locked(Idle::from_parked(parked), None);
+            let (own, displaced) = self.hand_back.park(conn.into_box()).into_parts();
+            if let Some(own) = own {
+                self.return_locked(Idle::from_parked(own), None, true);
+            }
+            if let Some(displaced) = displaced {
+                self.return_locked(Idle::from_parked(displaced), None, false);
             }
             return;
         }
@@ -716,12 +721,19 @@ impl<M: Manager> Shared<M> {
             idle_since: now,
             dirty,
         };
-        self.return_locked(idle, verdict);
+        self.return_locked(idle, verdict, true);
     }
 
     /// A return under the pool's lock: to the first waiter, else the idle list, unless
     /// `verdict` (or the pool's state) says close it.
-    fn return_locked(&self, idle: Idle<M::Connection>, mut verdict: Option<CloseReason>) {
+    /// `just_returned`: `idle` is the connection being returned now, not one it
+    /// displaced from the hand-back cell (see [`Grant::Conn`]).
+    fn return_locked(
+        &self,
+        idle: Idle<M::Connection>,
+        mut verdict: Option<CloseReason>,
+        just_returned: bool,
+    ) {
         let dirty = idle.dirty;
         let mut wake = WakeList::default();
         let closing = {
@@ -735,7 +747,7 @@ impl<M: Manager> Shared<M> {
             }
             match verdict {
                 None => {
-                    st.put_back(idle, &mut wake);
+                    st.put_back(idle, just_returned, &mut wake);
                     if st.waiters.is_empty() {
                         self.hand_back.unbar(bar::WAITERS);
                     }

@@ -119,9 +119,11 @@ impl<C> Idle<C> {
 
 /// What a parked caller is handed.
 pub(crate) enum Grant<C> {
-    /// A returned connection, straight from the returning user, with the moment a
-    /// connection was last found broken (to tell whether this one is due a check).
-    Conn(Idle<C>, Option<Instant>),
+    /// An idle connection, with the moment a connection was last found broken (to tell
+    /// whether this one is due a check) and whether it comes straight from the return
+    /// that stamped its `idle_since` (so that stamp is as good as a reading of the
+    /// clock at the grant), rather than from the idle list or the hand-back cell.
+    Conn(Idle<C>, Option<Instant>, bool),
     /// Room to open a connection: `size` and `connecting` already count it.
     Slot,
     /// The pool was closed.
@@ -318,14 +320,15 @@ impl<C> State<C> {
     }
 
     /// A usable connection comes back: to the first waiter, else to the idle list.
+    /// `just_returned`: its user returns it now (see [`Grant::Conn`]).
     #[inline]
-    pub(crate) fn put_back(&mut self, idle: Idle<C>, wake: &mut WakeList) {
+    pub(crate) fn put_back(&mut self, idle: Idle<C>, just_returned: bool, wake: &mut WakeList) {
         if self.waiters.is_empty() {
             self.idle.push_back(idle);
             return;
         }
         let popped = self.waiters.pop_front().expect("waiters is not empty");
-        let grant = Grant::Conn(idle, self.broken_at);
+        let grant = Grant::Conn(idle, self.broken_at, just_returned);
         wake.push(self.waiters.grant(popped, grant));
     }
 
@@ -346,7 +349,7 @@ impl<C> State<C> {
         } else if self.size.saturating_sub(closing.len()) > self.max_size {
             closing.push((idle.conn, CloseReason::Resized));
         } else {
-            self.put_back(idle, wake);
+            self.put_back(idle, false, wake);
         }
     }
 
@@ -355,7 +358,7 @@ impl<C> State<C> {
     pub(crate) fn dispatch(&mut self, now: Instant, wake: &mut WakeList) {
         while !self.waiters.is_empty() {
             if let Some(idle) = self.take_idle() {
-                self.put_back(idle, wake);
+                self.put_back(idle, false, wake);
                 continue;
             }
             match self.open_permission(now) {

@@ -240,7 +240,7 @@ impl<M: Manager> Shared<M> {
                 if st.closed {
                     return None;
                 }
-                let parked = usize::from(self.hand_back.is_occupied());
+                let parked = usize::from(self.hand_back.holds_idle());
                 if st.idle.len() + parked + st.connecting >= st.min_idle {
                     false
                 } else {

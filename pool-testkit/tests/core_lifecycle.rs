@@ -8,6 +8,7 @@
 
 mod core_common;
 
+use std::future::Future;
 use std::time::Duration;
 
 use core_common::{pool, settle, yield_until, Capture};
@@ -295,6 +296,32 @@ async fn checks_run_only_when_due() {
     drop(pool.get().await.unwrap());
     assert_eq!(control.recycles(), 1, "just returned: not due again");
     assert_eq!(control.resets(), 0, "a due check is not a reset");
+}
+
+/// A connection handed to a waiter only after it sat idle (given up by another waiter)
+/// is checked if its idle time made a check due, although it went idle in the same
+/// tick the waiter joined the line.
+#[tokio::test(start_paused = true)]
+async fn a_connection_idle_since_the_join_is_checked_when_due() {
+    let (pool, control) = pool(|b| b.max_size(1).check_interval(Duration::from_secs(1)));
+    let held = pool.get().await.unwrap();
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    let mut first = Box::pin(pool.get());
+    let mut second = Box::pin(pool.get());
+    assert!(first.as_mut().poll(&mut cx).is_pending());
+    assert!(second.as_mut().poll(&mut cx).is_pending());
+    drop(held);
+    assert_eq!(pool.status().waiting, 1, "handed to the first waiter");
+
+    tokio::time::advance(1001 * MS).await;
+    drop(first);
+    let conn = match second.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(conn) => conn.unwrap(),
+        // Checking it: the mock's recycle is immediate.
+        std::task::Poll::Pending => second.await.unwrap(),
+    };
+    assert_eq!(control.recycles(), 1, "idle 1 s: checked before use");
+    drop(conn);
 }
 
 /// A connection returned dirty is reset (not replaced) before the next checkout, and
