@@ -10,13 +10,13 @@
 //!   milliseconds either way is harmless: the fast path's question (has the idle
 //!   connection expired? is it due a check?), the start of a wait without a timeout,
 //!   and the return's stamp of when the connection went idle, which only the check
-//!   interval counts from (a check a few milliseconds early costs one check). On Linux it reads `CLOCK_MONOTONIC_COARSE`
-//!   (about 5 ns here, against about 23 ns for the precise clock). It is never ahead
-//!   of the precise clock, but how far it lags has no bound to rely on: nominally
-//!   under two kernel ticks, it was measured at up to 7 ms on an idle 4 ms-tick VM and
-//!   15 ms on a loaded one. So no limit that must not end early counts from it: one
-//!   did, padded by a tick, and closed a connection 0.8 ms before its `idle_timeout`
-//!   in a conformance run.
+//!   interval counts from (a check a few milliseconds early costs one check). On Linux
+//!   it reads `CLOCK_MONOTONIC_COARSE` (about 5 ns here, against about 23 ns for the
+//!   precise clock). It is never ahead of the precise clock, but how far it lags has no
+//!   bound to rely on: nominally under two kernel ticks, it was measured at up to 7 ms
+//!   on an idle 4 ms-tick VM and 15 ms on a loaded one. So no limit that must not end
+//!   early counts from it: one did, padded by a tick, and closed a connection 0.8 ms
+//!   before its `idle_timeout` in a conformance run.
 //!
 //! With the `test-util` feature both read tokio's clock instead, so a test that pauses
 //! tokio's time moves the pool's ages, lifetimes and idle times with it and tests
