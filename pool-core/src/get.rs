@@ -357,7 +357,9 @@ impl<M: Manager> Drop for WaitTurn<'_, M> {
                 // Handed over before `close` (which could not reach it: parked idle it
                 // would outlive the close) or a resize below the pool's size: closed,
                 // as its return would have been.
-                Some(Grant::Conn(idle, ..)) => st.give_back(idle, &mut wake, &mut closing),
+                Some(Grant::Conn(idle, ..)) => {
+                    st.give_back(idle, false, &mut wake, &mut closing);
+                }
                 Some(Grant::Slot) => st.unreserve(now, &mut wake),
                 Some(
                     Grant::Closed

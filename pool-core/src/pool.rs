@@ -311,7 +311,7 @@ impl<M: Manager> Drop for Retaining<'_, M> {
         {
             let mut st = self.shared.lock();
             for idle in self.kept.drain(..).chain(self.pending.by_ref()) {
-                st.give_back(idle, &mut wake, &mut self.removed);
+                st.give_back(idle, false, &mut wake, &mut self.removed);
             }
         }
         wake.wake();
@@ -731,41 +731,41 @@ impl<M: Manager> Shared<M> {
     fn return_locked(
         &self,
         idle: Idle<M::Connection>,
-        mut verdict: Option<CloseReason>,
+        verdict: Option<CloseReason>,
         just_returned: bool,
     ) {
         let dirty = idle.dirty;
         let mut wake = WakeList::default();
-        let closing = {
+        let mut closing = Vec::new();
+        {
             let mut st = self.lock();
-            if st.closed {
-                verdict = Some(CloseReason::PoolClosed);
-            } else if verdict.is_none() && st.size > st.max_size {
-                verdict = Some(CloseReason::Resized);
-            } else if st.size <= st.max_size {
+            if !st.closed && st.size <= st.max_size {
                 self.hand_back.unbar(bar::OVER_SIZE);
             }
-            match verdict {
-                None => {
-                    st.put_back(idle, just_returned, &mut wake);
-                    if st.waiters.is_empty() {
-                        self.hand_back.unbar(bar::WAITERS);
-                    }
-                    if dirty && !st.idle.is_empty() {
-                        // Left idle dirty, it may hold a transaction's locks until its
-                        // next checkout: have upkeep reset it now.
-                        st.notify_upkeep(&mut wake);
-                    }
-                    self.metrics
-                        .counts(st.idle.len(), st.in_use(), st.waiters.len());
-                    None
+            let kept = match verdict {
+                // A closed pool closes it for that reason instead (in `give_back`).
+                Some(reason) if !st.closed => {
+                    closing.push((idle.conn, reason));
+                    false
                 }
-                Some(reason) => Some((idle.conn, reason)),
+                _ => st.give_back(idle, just_returned, &mut wake, &mut closing),
+            };
+            if kept {
+                if st.waiters.is_empty() {
+                    self.hand_back.unbar(bar::WAITERS);
+                }
+                if dirty && !st.idle.is_empty() {
+                    // Left idle dirty, it may hold a transaction's locks until its
+                    // next checkout: have upkeep reset it now.
+                    st.notify_upkeep(&mut wake);
+                }
+                self.metrics
+                    .counts(st.idle.len(), st.in_use(), st.waiters.len());
             }
-        };
+        }
         wake.wake();
-        if let Some((conn, reason)) = closing {
-            self.close_conn(conn, reason);
+        if !closing.is_empty() {
+            self.close_counted(closing);
         }
     }
 

@@ -332,25 +332,29 @@ impl<C> State<C> {
         wake.push(self.waiters.grant(popped, grant));
     }
 
-    /// An idle connection comes back other than by its user's return (a cancelled
-    /// waiter's grant, one `retain` kept, one a cancelled upkeep pass did not reset):
-    /// as [`put_back`](Self::put_back), unless the pool is closed or, after a resize,
+    /// A usable connection comes back (its user's return, a cancelled waiter's grant,
+    /// one `retain` kept, one a cancelled upkeep pass did not reset): as
+    /// [`put_back`](Self::put_back), unless the pool is closed or, after a resize,
     /// above its `max_size`: then it joins `closing`, the connections to close once
     /// the lock is released, all still counted in `size` (so those already there bring
-    /// the pool down too).
+    /// the pool down too). Returns whether it was kept.
+    #[inline]
     pub(crate) fn give_back(
         &mut self,
         idle: Idle<C>,
+        just_returned: bool,
         wake: &mut WakeList,
         closing: &mut Vec<(Conn<C>, CloseReason)>,
-    ) {
+    ) -> bool {
         if self.closed {
             closing.push((idle.conn, CloseReason::PoolClosed));
         } else if self.size.saturating_sub(closing.len()) > self.max_size {
             closing.push((idle.conn, CloseReason::Resized));
         } else {
-            self.put_back(idle, false, wake);
+            self.put_back(idle, just_returned, wake);
+            return true;
         }
+        false
     }
 
     /// Gives waiters whatever the pool can give now: idle connections, room to open

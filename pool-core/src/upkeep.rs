@@ -128,7 +128,7 @@ impl<M: Manager> Drop for PendingResets<'_, M> {
         {
             let mut st = self.shared.lock();
             for idle in self.pending.drain(..) {
-                st.give_back(idle, &mut wake, &mut closing);
+                st.give_back(idle, false, &mut wake, &mut closing);
             }
         }
         wake.wake();
