@@ -3,10 +3,9 @@
 
 mod core_common;
 
-use std::future::Future;
 use std::time::Duration;
 
-use core_common::{pool, yield_until};
+use core_common::{check_out, poll_once, pool, yield_until};
 use pool_core::{BuildError, CloseError, PoolError};
 use tokio::time::Instant;
 
@@ -119,10 +118,7 @@ async fn resize_up_serves_waiters() {
 #[tokio::test(start_paused = true)]
 async fn resize_down_closes_idle_now_and_in_use_on_return() {
     let (pool, control) = pool(|b| b.max_size(4));
-    let mut conns = Vec::new();
-    for _ in 0..4 {
-        conns.push(pool.get().await.unwrap());
-    }
+    let mut conns = check_out(&pool, 4).await;
     let d = conns.pop().unwrap();
     let c = conns.pop().unwrap();
     drop((c, d));
@@ -155,13 +151,9 @@ async fn resize_down_closes_idle_now_and_in_use_on_return() {
 #[tokio::test(start_paused = true)]
 async fn resize_down_closes_a_grant_its_waiter_gave_up() {
     let (pool, control) = pool(|b| b.max_size(3));
-    let mut conns = Vec::new();
-    for _ in 0..3 {
-        conns.push(pool.get().await.unwrap());
-    }
+    let mut conns = check_out(&pool, 3).await;
     let mut get = Box::pin(pool.get());
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    assert!(get.as_mut().poll(&mut cx).is_pending(), "in line");
+    assert!(poll_once(get.as_mut()).is_pending(), "in line");
     drop(conns.pop());
     assert_eq!(pool.status().waiting, 0, "handed to the waiter");
 
@@ -198,10 +190,7 @@ async fn resize_refuses_zero_and_below_min_idle() {
 #[tokio::test(start_paused = true)]
 async fn retain_closes_rejected_idle_connections_only() {
     let (pool, control) = pool(|b| b.max_size(4));
-    let mut conns = Vec::new();
-    for _ in 0..4 {
-        conns.push(pool.get().await.unwrap());
-    }
+    let mut conns = check_out(&pool, 4).await;
     let in_use = conns.pop().unwrap();
     assert_eq!(in_use.id(), 4);
     drop(conns); // ids 1, 2, 3 idle

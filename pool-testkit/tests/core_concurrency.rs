@@ -6,21 +6,16 @@
 //! gates (a connect or check parked until the test releases it), on the pool's own
 //! counts, or by polling a future by hand.
 
-use std::future::Future;
-use std::pin::{pin, Pin};
+use std::pin::pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Waker};
+use std::task::Poll;
 use std::time::Duration;
 
 mod core_common;
 
+use core_common::poll_once;
 use pool_core::{Manager, Pool, PoolError, Status};
 use pool_testkit::mock::{MockControl, MockManager};
-
-/// Polls `fut` once with a waker that does nothing.
-fn poll_once<F: Future>(fut: Pin<&mut F>) -> Poll<F::Output> {
-    fut.poll(&mut Context::from_waker(Waker::noop()))
-}
 
 fn pool(max_size: usize) -> (Pool<MockManager>, MockControl) {
     pool_with(max_size, |b| b)

@@ -8,10 +8,9 @@
 
 mod core_common;
 
-use std::future::Future;
 use std::time::Duration;
 
-use core_common::{pool, settle, yield_until, Capture};
+use core_common::{check_out, poll_once, pool, settle, yield_until, Capture};
 use pool_core::Reuse;
 use tokio::time::Instant;
 use tracing::Level;
@@ -102,10 +101,7 @@ async fn idle_timeout_closes_idle_connections_beyond_min_idle() {
             .idle_timeout(Duration::from_secs(10))
             .max_lifetime(None)
     });
-    let mut conns = Vec::new();
-    for _ in 0..5 {
-        conns.push(pool.get().await.unwrap());
-    }
+    let conns = check_out(&pool, 5).await;
     drop(conns);
     let upkeep = pool.spawn_upkeep();
     settle(10).await;
@@ -263,10 +259,7 @@ async fn min_idle_is_warmed_up_and_refilled() {
 
     // Killed server-side before the client noticed: handed out, found broken on return.
     assert_eq!(control.kill_all_unnoticed(), 3);
-    let mut conns = Vec::new();
-    for _ in 0..3 {
-        conns.push(pool.get().await.unwrap());
-    }
+    let mut conns = check_out(&pool, 3).await;
     for conn in &mut conns {
         assert!(conn.query().await.is_err(), "its user finds it dead");
     }
@@ -305,17 +298,16 @@ async fn checks_run_only_when_due() {
 async fn a_connection_idle_since_the_join_is_checked_when_due() {
     let (pool, control) = pool(|b| b.max_size(1).check_interval(Duration::from_secs(1)));
     let held = pool.get().await.unwrap();
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
     let mut first = Box::pin(pool.get());
     let mut second = Box::pin(pool.get());
-    assert!(first.as_mut().poll(&mut cx).is_pending());
-    assert!(second.as_mut().poll(&mut cx).is_pending());
+    assert!(poll_once(first.as_mut()).is_pending());
+    assert!(poll_once(second.as_mut()).is_pending());
     drop(held);
     assert_eq!(pool.status().waiting, 1, "handed to the first waiter");
 
     tokio::time::advance(1001 * MS).await;
     drop(first);
-    let conn = match second.as_mut().poll(&mut cx) {
+    let conn = match poll_once(second.as_mut()) {
         std::task::Poll::Ready(conn) => conn.unwrap(),
         // Checking it: the mock's recycle is immediate.
         std::task::Poll::Pending => second.await.unwrap(),
@@ -390,10 +382,7 @@ async fn connection_dropped_in_a_panic_is_reset_before_reuse() {
 #[tokio::test(start_paused = true)]
 async fn a_broken_connection_makes_idle_peers_due_for_a_check() {
     let (pool, control) = pool(|b| b.max_size(4).check_interval(Duration::from_secs(3600)));
-    let mut conns = Vec::new();
-    for _ in 0..4 {
-        conns.push(pool.get().await.unwrap());
-    }
+    let conns = check_out(&pool, 4).await;
     drop(conns);
     assert_eq!(pool.status().idle, 4);
     tokio::time::advance(MS).await;
@@ -587,10 +576,7 @@ async fn mru_reuse_lets_an_oversized_pool_shrink() {
             .max_lifetime(None)
             .check_interval(None)
     });
-    let mut burst = Vec::new();
-    for _ in 0..5 {
-        burst.push(pool.get().await.unwrap());
-    }
+    let burst = check_out(&pool, 5).await;
     drop(burst);
     let upkeep = pool.spawn_upkeep();
     for _ in 0..30 {

@@ -4,10 +4,13 @@
 #![allow(dead_code)] // each test target uses a different subset
 
 use std::fmt::{self, Write as _};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 
-use pool_core::{Builder, Pool};
+use pool_core::{Builder, Pool, Pooled};
 use pool_testkit::mock::{MockControl, MockManager};
 use tracing::field::{Field, Visit};
 use tracing::{span, Event, Level, Metadata, Subscriber};
@@ -28,6 +31,20 @@ pub fn pool(
         .build()
         .expect("the test's pool config is valid");
     (pool, control)
+}
+
+/// Checks out `n` connections one after another and holds them all.
+pub async fn check_out(pool: &Pool<MockManager>, n: usize) -> Vec<Pooled<MockManager>> {
+    let mut conns = Vec::with_capacity(n);
+    for _ in 0..n {
+        conns.push(pool.get().await.unwrap());
+    }
+    conns
+}
+
+/// Polls `fut` once with a waker that does nothing.
+pub fn poll_once<F: Future>(fut: Pin<&mut F>) -> Poll<F::Output> {
+    fut.poll(&mut Context::from_waker(Waker::noop()))
 }
 
 /// Yields to the runtime until `done()` holds, at most `limit` times; panics naming
