@@ -350,7 +350,7 @@ impl<M: Manager> Drop for WaitTurn<'_, M> {
         let Some(key) = self.key.take() else { return };
         let now = clock::now();
         let mut wake = crate::state::WakeList::default();
-        let mut closing = Vec::new();
+        let mut closing = crate::state::ToClose::new();
         {
             let mut st = self.shared.lock();
             match st.waiters.cancel(key) {
@@ -371,7 +371,7 @@ impl<M: Manager> Drop for WaitTurn<'_, M> {
             }
         }
         wake.wake();
-        self.shared.close_counted(closing);
+        self.shared.close_chosen(closing);
     }
 }
 

@@ -15,7 +15,7 @@ use crate::handback::{bar, HandBack};
 use crate::hooks::{self, Hooks};
 use crate::leak::LeakRegistry;
 use crate::metrics::{CloseReason, Metrics};
-use crate::state::{Conn, ConnData, Grant, Idle, State, WakeList};
+use crate::state::{Conn, ConnData, Grant, Idle, State, ToClose, WakeList};
 use crate::sync::{AtomicU64, CachePadded, Mutex, MutexGuard, Ordering};
 use crate::{
     clock, BuildError, CheckReason, CloseError, ConnectionInfo, Manager, PoolConfig, PoolError,
@@ -171,7 +171,7 @@ impl<M: Manager> Pool<M> {
             return Err(BuildError::invalid("max_size", "must be at least 1"));
         }
         let now = clock::now();
-        let mut excess = Vec::new();
+        let mut excess = ToClose::new();
         let mut wake = WakeList::default();
         {
             let mut st = self.shared.lock();
@@ -183,7 +183,7 @@ impl<M: Manager> Pool<M> {
             }
             st.max_size = max_size;
             let shared = &self.shared;
-            if st.size > max_size {
+            if st.above_max_size() {
                 // Returns must look at the size under the lock until it is back within
                 // bounds; the parked connection is the newest idle one.
                 if let Some(parked) = shared.hand_back.bar_and_drain(bar::OVER_SIZE) {
@@ -193,17 +193,18 @@ impl<M: Manager> Pool<M> {
                 shared.hand_back.unbar(bar::OVER_SIZE);
             }
             // Oldest first: they would be reused last. Still counted until closed.
-            let excess_count = st.size.saturating_sub(max_size).min(st.idle.len());
-            excess.extend(
-                st.idle
-                    .drain(..excess_count)
-                    .map(|idle| (idle.conn, CloseReason::Resized)),
-            );
+            let excess_count = (st.size - st.closing)
+                .saturating_sub(max_size)
+                .min(st.idle.len());
+            for _ in 0..excess_count {
+                let idle = st.idle.pop_front().expect("excess_count <= idle.len()");
+                st.close_later(&mut excess, idle.conn, CloseReason::Resized);
+            }
             st.dispatch(now, &mut wake);
         }
         wake.wake();
         self.shared.metrics.resized(max_size);
-        self.shared.close_counted(excess);
+        self.shared.close_chosen(excess);
         Ok(())
     }
 
@@ -250,7 +251,8 @@ impl<M: Manager> Pool<M> {
     /// still out at once.
     pub async fn close(&self, deadline: Duration) -> Result<(), CloseError> {
         let mut wake = WakeList::default();
-        let idle: Vec<_> = {
+        let mut closing = ToClose::new();
+        {
             let mut st = self.shared.lock();
             st.closed = true;
             if let Some(parked) = self.shared.hand_back.bar_and_drain(bar::CLOSED) {
@@ -259,15 +261,13 @@ impl<M: Manager> Pool<M> {
             while let Some(popped) = st.waiters.pop_front() {
                 wake.push(st.waiters.grant(popped, Grant::Closed));
             }
-            let idle: Vec<_> = st.idle.drain(..).collect();
+            for idle in std::mem::take(&mut st.idle) {
+                st.close_later(&mut closing, idle.conn, CloseReason::PoolClosed);
+            }
             st.notify_upkeep(&mut wake);
-            idle
-        };
+        }
         wake.wake();
-        self.shared.close_counted(
-            idle.into_iter()
-                .map(|idle| (idle.conn, CloseReason::PoolClosed)),
-        );
+        self.shared.close_chosen(closing);
         let all_closed = AllClosed {
             shared: &self.shared,
         };
@@ -308,14 +308,18 @@ struct Retaining<'a, M: Manager> {
 impl<M: Manager> Drop for Retaining<'_, M> {
     fn drop(&mut self) {
         let mut wake = WakeList::default();
+        let mut closing = ToClose::new();
         {
             let mut st = self.shared.lock();
+            for (conn, reason) in self.removed.drain(..) {
+                st.close_later(&mut closing, conn, reason);
+            }
             for idle in self.kept.drain(..).chain(self.pending.by_ref()) {
-                st.give_back(idle, false, &mut wake, &mut self.removed);
+                st.give_back(idle, false, &mut wake, &mut closing);
             }
         }
         wake.wake();
-        self.shared.close_counted(self.removed.drain(..));
+        self.shared.close_chosen(closing);
     }
 }
 
@@ -736,16 +740,16 @@ impl<M: Manager> Shared<M> {
     ) {
         let dirty = idle.dirty;
         let mut wake = WakeList::default();
-        let mut closing = Vec::new();
+        let mut closing = ToClose::new();
         {
             let mut st = self.lock();
-            if !st.closed && st.size <= st.max_size {
+            if !st.closed && !st.above_max_size() {
                 self.hand_back.unbar(bar::OVER_SIZE);
             }
             let kept = match verdict {
                 // A closed pool closes it for that reason instead (in `give_back`).
                 Some(reason) if !st.closed => {
-                    closing.push((idle.conn, reason));
+                    st.close_later(&mut closing, idle.conn, reason);
                     false
                 }
                 _ => st.give_back(idle, just_returned, &mut wake, &mut closing),
@@ -765,7 +769,7 @@ impl<M: Manager> Shared<M> {
         }
         wake.wake();
         if !closing.is_empty() {
-            self.close_counted(closing);
+            self.close_chosen(closing);
         }
     }
 
@@ -810,17 +814,28 @@ impl<M: Manager> Shared<M> {
         })
     }
 
-    /// Closes a counted connection; see [`close_counted`](Self::close_counted).
+    /// Closes a counted connection, chosen without the lock; see
+    /// [`close_counted`](Self::close_counted).
     pub(crate) fn close_conn(&self, conn: Conn<M::Connection>, reason: CloseReason) {
-        self.close_counted(std::iter::once((conn, reason)));
+        self.close_counted(std::iter::once((conn, reason)), 0);
     }
 
-    /// Closes connections that are still counted in `size`: drops them first, outside
-    /// the lock, and only then frees their room, so a new connection never exists
-    /// beside the one it replaces and `max_size` holds for the server too.
-    pub(crate) fn close_counted(
+    /// Closes the connections chosen under the lock; see
+    /// [`close_counted`](Self::close_counted).
+    pub(crate) fn close_chosen(&self, chosen: ToClose<M::Connection>) {
+        let conns = chosen.into_conns();
+        let count = conns.len();
+        self.close_counted(conns, count);
+    }
+
+    /// Closes connections that are still counted in `size`, the first `chosen` of them
+    /// in `State::closing` too: drops them first, outside the lock, and only then
+    /// frees their room, so a new connection never exists beside the one it replaces
+    /// and `max_size` holds for the server too.
+    fn close_counted(
         &self,
         conns: impl IntoIterator<Item = (Conn<M::Connection>, CloseReason)>,
+        chosen: usize,
     ) {
         let mut closed = 0;
         let mut suspect = false;
@@ -842,6 +857,7 @@ impl<M: Manager> Shared<M> {
                 let nanos = u64::try_from(since_epoch).unwrap_or(u64::MAX).max(1);
                 self.broken_at_hint.store(nanos, Ordering::Release);
             }
+            st.chosen_closed(chosen);
             st.release(closed, now, &mut wake);
         }
         wake.wake();

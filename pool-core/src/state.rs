@@ -5,8 +5,9 @@
 //! cell (counted in `in_use` here, reported idle by `Pool::status`; see `handback.rs`), a
 //! [`SlotGuard`](crate::pool::SlotGuard) or, for a connect that may finish without its
 //! caller, an `OwnedSlot` (being opened), a `TakenIdle` (taken from the idle list, not
-//! yet a checkout), a [`Pooled`](crate::Pooled) (checked out or being checked), or a
-//! waiter's grant. Those
+//! yet a checkout), a [`Pooled`](crate::Pooled) (checked out or being checked), a
+//! waiter's grant, or a [`ToClose`] list (chosen to close, and counted in `closing` as
+//! well until it is closed). Those
 //! owners give their unit back in `Drop`, so a cancelled or panicking caller cannot leak
 //! one. Nothing here awaits or calls user code.
 
@@ -114,6 +115,34 @@ impl<C> Idle<C> {
             conn: Conn(data),
             dirty: false,
         }
+    }
+}
+
+/// Connections chosen under the pool's lock to close once it is released.
+///
+/// Each is still counted in `size` until it is closed (so a new connection never
+/// exists beside the one it replaces), and in `State::closing` as well from the
+/// moment it is chosen, so every decision taken under the lock meanwhile (is the
+/// pool above its `max_size`?) already counts it as gone. Only
+/// [`State::close_later`] adds to it, and only `Shared::close_chosen` empties it,
+/// freeing both counts under one lock.
+#[must_use = "chosen connections are still counted in the pool's size"]
+pub(crate) struct ToClose<C> {
+    conns: Vec<(Conn<C>, CloseReason)>,
+}
+
+impl<C> ToClose<C> {
+    pub(crate) const fn new() -> Self {
+        ToClose { conns: Vec::new() }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.conns.is_empty()
+    }
+
+    /// The connections, to close; `State::chosen_closed` must then be told how many.
+    pub(crate) fn into_conns(self) -> Vec<(Conn<C>, CloseReason)> {
+        self.conns
     }
 }
 
@@ -236,6 +265,10 @@ pub(crate) struct State<C> {
     /// When a connection was last found broken; idle ones last checked before then are
     /// due for a check.
     pub(crate) broken_at: Option<Instant>,
+    /// Connections chosen to close ([`ToClose`]) and not closed yet: counted in
+    /// `size` still, but already gone for the question whether the pool is above its
+    /// `max_size`, so two returns racing after a shrink do not both close for it.
+    pub(crate) closing: usize,
     upkeep_waker: Option<Waker>,
     upkeep_notified: bool,
     close_wakers: Vec<Waker>,
@@ -267,6 +300,7 @@ impl<C> State<C> {
             backoff: None,
             last_connect_error: None,
             broken_at: None,
+            closing: 0,
             upkeep_waker: None,
             upkeep_notified: false,
             close_wakers: Vec::new(),
@@ -336,25 +370,46 @@ impl<C> State<C> {
     /// one `retain` kept, one a cancelled upkeep pass did not reset): as
     /// [`put_back`](Self::put_back), unless the pool is closed or, after a resize,
     /// above its `max_size`: then it joins `closing`, the connections to close once
-    /// the lock is released, all still counted in `size` (so those already there bring
-    /// the pool down too). Returns whether it was kept.
+    /// the lock is released. Returns whether it was kept.
     #[inline]
     pub(crate) fn give_back(
         &mut self,
         idle: Idle<C>,
         just_returned: bool,
         wake: &mut WakeList,
-        closing: &mut Vec<(Conn<C>, CloseReason)>,
+        closing: &mut ToClose<C>,
     ) -> bool {
         if self.closed {
-            closing.push((idle.conn, CloseReason::PoolClosed));
-        } else if self.size.saturating_sub(closing.len()) > self.max_size {
-            closing.push((idle.conn, CloseReason::Resized));
+            self.close_later(closing, idle.conn, CloseReason::PoolClosed);
+        } else if self.above_max_size() {
+            self.close_later(closing, idle.conn, CloseReason::Resized);
         } else {
             self.put_back(idle, just_returned, wake);
             return true;
         }
         false
+    }
+
+    /// Whether the pool is above its `max_size` (after a shrink), not counting the
+    /// connections already chosen to close.
+    pub(crate) fn above_max_size(&self) -> bool {
+        self.size - self.closing > self.max_size
+    }
+
+    /// Chooses a counted connection to close once the lock is released.
+    pub(crate) fn close_later(
+        &mut self,
+        closing: &mut ToClose<C>,
+        conn: Conn<C>,
+        reason: CloseReason,
+    ) {
+        self.closing += 1;
+        closing.conns.push((conn, reason));
+    }
+
+    /// `count` connections chosen with [`close_later`](Self::close_later) are closed.
+    pub(crate) fn chosen_closed(&mut self, count: usize) {
+        self.closing -= count;
     }
 
     /// Gives waiters whatever the pool can give now: idle connections, room to open

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::metrics::CloseReason;
 use crate::pool::{lock_registry, Checked, Opened, Shared, SlotGuard};
-use crate::state::{Idle, Open, WakeList};
+use crate::state::{Idle, Open, ToClose, WakeList};
 use crate::{clock, CheckReason, Manager, Pool, Pooled};
 
 /// The longest upkeep sleeps between passes, so connections returned meanwhile are
@@ -124,7 +124,7 @@ impl<M: Manager> Drop for PendingResets<'_, M> {
             return;
         }
         let mut wake = WakeList::default();
-        let mut closing = Vec::new();
+        let mut closing = ToClose::new();
         {
             let mut st = self.shared.lock();
             for idle in self.pending.drain(..) {
@@ -132,7 +132,7 @@ impl<M: Manager> Drop for PendingResets<'_, M> {
             }
         }
         wake.wake();
-        self.shared.close_counted(closing);
+        self.shared.close_chosen(closing);
     }
 }
 
@@ -171,7 +171,7 @@ impl<M: Manager> Shared<M> {
     /// pool is closed.
     pub(crate) async fn upkeep_pass(self: &Arc<Self>) -> Option<Duration> {
         let mut next: Option<Instant> = None;
-        let mut closing = Vec::new();
+        let mut closing = ToClose::new();
         let now = {
             let mut st = self.lock();
             if st.closed {
@@ -193,7 +193,7 @@ impl<M: Manager> Shared<M> {
                 match conn.info.expires_at {
                     Some(at) if at <= now => {
                         let idle = st.idle.remove(index).expect("index is in bounds");
-                        closing.push((idle.conn, CloseReason::Lifetime));
+                        st.close_later(&mut closing, idle.conn, CloseReason::Lifetime);
                     }
                     Some(at) => {
                         next = earliest(next, at);
@@ -218,13 +218,13 @@ impl<M: Manager> Shared<M> {
                         index += 1;
                     } else {
                         let idle = st.idle.remove(index).expect("index is in bounds");
-                        closing.push((idle.conn, CloseReason::Idle));
+                        st.close_later(&mut closing, idle.conn, CloseReason::Idle);
                     }
                 }
             }
             now
         };
-        self.close_counted(closing);
+        self.close_chosen(closing);
         self.reset_dirty_idle().await;
 
         if let (Some(threshold), Some(leaks)) = (self.config.leak_threshold, &self.leaks) {

@@ -3,10 +3,12 @@
 
 mod core_common;
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use core_common::{check_out, poll_once, pool, yield_until};
-use pool_core::{BuildError, CloseError, PoolError};
+use pool_core::{BuildError, CloseError, ConnectionInfo, Manager, Pool, PoolError};
+use pool_testkit::mock::MockError;
 use tokio::time::Instant;
 
 const MS: Duration = Duration::from_millis(1);
@@ -169,6 +171,82 @@ async fn resize_down_closes_a_grant_its_waiter_gave_up() {
     assert_eq!(control.live(), 2);
     drop(conns);
     assert_eq!(pool.status().size, 1);
+}
+
+/// What the next connection closed runs, shared by all of them.
+type CloseHook = Arc<Mutex<Option<Box<dyn FnOnce() + Send>>>>;
+
+/// A connection that runs a hook when it is closed (dropped), to act inside the moment
+/// between the pool choosing to close it and freeing its room.
+struct OnClose(CloseHook);
+
+impl Drop for OnClose {
+    fn drop(&mut self) {
+        let hook = self.0.lock().unwrap().take();
+        if let Some(hook) = hook {
+            hook();
+        }
+    }
+}
+
+/// Opens [`OnClose`] connections sharing one hook, which the first close takes.
+#[derive(Default)]
+struct OnCloseManager(CloseHook);
+
+#[async_trait::async_trait]
+impl Manager for OnCloseManager {
+    type Connection = OnClose;
+    type Error = MockError;
+    async fn connect(&self) -> Result<OnClose, MockError> {
+        Ok(OnClose(Arc::clone(&self.0)))
+    }
+    async fn recycle(&self, _: &mut OnClose, _: &ConnectionInfo) -> Result<(), MockError> {
+        Ok(())
+    }
+}
+
+/// After a shrink by one, two connections returned one after the other close one
+/// between them, even when the second returns while the first is still closing (the
+/// pool counts it until it is gone, but no longer as room above the new size).
+#[tokio::test]
+async fn resize_down_closes_once_while_a_close_is_under_way() {
+    let manager = OnCloseManager::default();
+    let hook = Arc::clone(&manager.0);
+    let pool = Pool::builder(manager).max_size(3).build().unwrap();
+    let mut conns = Vec::new();
+    for _ in 0..3 {
+        conns.push(pool.get().await.unwrap());
+    }
+    pool.resize(2).unwrap();
+    let second = conns.pop().unwrap();
+    let status_inside = Arc::new(Mutex::new(None));
+    *hook.lock().unwrap() = Some(Box::new({
+        let (pool, status_inside) = (pool.clone(), Arc::clone(&status_inside));
+        move || {
+            drop(second);
+            *status_inside.lock().unwrap() = Some(pool.status());
+        }
+    }));
+
+    drop(conns.pop());
+    let inside = status_inside
+        .lock()
+        .unwrap()
+        .take()
+        .expect("the close ran the hook");
+    assert_eq!(
+        (inside.size, inside.idle),
+        (3, 1),
+        "the second return was kept while the first closed: {inside:?}"
+    );
+    let status = pool.status();
+    assert_eq!(
+        (status.size, status.idle, status.in_use),
+        (2, 1, 1),
+        "one closed for the shrink: {status:?}"
+    );
+    drop(conns);
+    assert_eq!(pool.status().size, 2);
 }
 
 /// `resize(0)` (and below `min_idle`) is refused, naming `max_size`.
