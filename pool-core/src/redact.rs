@@ -21,7 +21,17 @@ pub const MASK: &str = "***";
 /// assert_eq!(mask_url_password("app:s3cret@db", &["password"]), None);
 /// ```
 pub fn mask_url_password(url: &str, password_params: &[&str]) -> Option<String> {
-    let scheme_end = url.find("://")? + 3;
+    let scheme_len = url.find("://")?;
+    let is_scheme = |s: &str| {
+        s.starts_with(|c: char| c.is_ascii_alphabetic())
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+    };
+    // `key=value` text may hold a `://` further on (in a password, say).
+    if !is_scheme(&url[..scheme_len]) {
+        return None;
+    }
+    let scheme_end = scheme_len + 3;
     let (scheme, rest) = url.split_at(scheme_end);
     let (before_query, query) = match rest.find('?') {
         Some(i) => (&rest[..i], Some(&rest[i + 1..])),
@@ -67,9 +77,47 @@ pub fn mask_url_password(url: &str, password_params: &[&str]) -> Option<String> 
     Some(out)
 }
 
+/// Text that could not be read as a URL (a mistyped one, say), shown as far as it can
+/// be without a password: only what follows its last `@` (where a URL's host would
+/// begin), unless that is spelt `pass` somewhere. Without an `@` nothing can be told
+/// apart from a password (a bare password pasted into the wrong variable, say), so
+/// nothing is shown.
+///
+/// ```
+/// use pool_core::redact::mask_unparsed;
+///
+/// assert_eq!(mask_unparsed("postgres:/app:s3cret@db/x"), "***@db/x");
+/// assert_eq!(mask_unparsed("s3cret"), "***");
+/// assert_eq!(mask_unparsed("app@db?password=s3cret"), "***");
+/// ```
+pub fn mask_unparsed(text: &str) -> String {
+    match text.rfind('@') {
+        _ if text.is_empty() => String::new(),
+        Some(at) if !text[at..].to_ascii_lowercase().contains("pass") => {
+            format!("{MASK}{}", &text[at..])
+        }
+        _ => MASK.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unparsed_text_never_shows_a_password() {
+        let cases = [
+            ("postgress://app:s3cret@db/x", "***@db/x"),
+            ("app:p@s3cret@db:5432", "***@db:5432"),
+            ("user:s3cret", "***"),
+            ("s3cret@db?PASS=s3cret", "***"),
+            ("not a url s3cret", "***"),
+            ("", ""),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(mask_unparsed(input), expected, "{input}");
+        }
+    }
 
     #[test]
     fn passwords_in_user_info_and_query_are_masked() {
@@ -110,5 +158,9 @@ mod tests {
     fn text_without_a_scheme_is_not_a_url() {
         assert_eq!(mask_url_password("app:s3cret@db", &["password"]), None);
         assert_eq!(mask_url_password("", &["password"]), None);
+        assert_eq!(
+            mask_url_password("host=db password=a://b@c", &["password"]),
+            None
+        );
     }
 }

@@ -135,13 +135,50 @@ async fn reset_without_com_reset(raw: &mut Conn) -> Result<(), Error> {
 
 /// mysql_async's options for a URL, with the problem named (never the password).
 pub(crate) fn parse_url(url: &str) -> Result<Opts, ConfigError> {
-    Opts::from_url(url.trim()).map_err(|e| {
+    const EXPECTED: &str = "expected `mysql://user:password@host:port/database`";
+    match url.trim().split_once("://") {
+        Some((scheme, _)) if scheme.eq_ignore_ascii_case("mysql") => {}
+        Some((scheme, _)) if !scheme.contains(['@', ':', '/']) => {
+            return Err(ConfigError::url(
+                url,
+                format!("unsupported scheme `{scheme}://`: {EXPECTED}"),
+            ));
+        }
+        _ => {
+            return Err(ConfigError::url(
+                url,
+                format!("not a `mysql://` URL: {EXPECTED}"),
+            ))
+        }
+    }
+    let opts = Opts::from_url(url.trim()).map_err(|e| {
         let problem = match &e {
             mysql_async::UrlError::Parse(parse) => format!("{parse}"),
             other => other.to_string(),
         };
         ConfigError::url(url, problem)
-    })
+    })?;
+    if let Some(path) = database_path(url.trim()) {
+        // mysql_async would connect to the first segment and ignore the rest.
+        if path.contains('/') {
+            return Err(ConfigError::url(
+                url,
+                format!("the database `{path}` holds a `/`: a URL names one database"),
+            ));
+        }
+    }
+    Ok(opts)
+}
+
+/// The path of a `scheme://authority/path?query` URL, without its leading `/` and
+/// any trailing one.
+fn database_path(url: &str) -> Option<&str> {
+    let (_, rest) = url.split_once("://")?;
+    let rest = rest.split(['?', '#']).next().unwrap_or_default();
+    // The user info may hold a `/` (in a password), the host never does.
+    let authority_end = rest.rfind('@').map_or(0, |at| at + 1);
+    let slash = rest[authority_end..].find('/')? + authority_end;
+    Some(rest[slash + 1..].trim_end_matches('/'))
 }
 
 impl fmt::Display for Manager {
@@ -258,5 +295,39 @@ mod tests {
             .is_err());
         assert_eq!(conn.id(), id, "the fallback opened a new connection");
         let _ = conn.disconnect().await;
+    }
+}
+
+#[cfg(test)]
+mod url_tests {
+    use super::*;
+
+    #[test]
+    fn text_that_is_no_url_says_what_is_expected_without_the_password() {
+        for text in ["not a url", "app:s3cret@db/x", ""] {
+            let message = Manager::from_url(text).unwrap_err().to_string();
+            assert!(message.contains("expected `mysql://"), "{text}: {message}");
+            assert!(!message.contains("s3cret"), "{text}: {message}");
+        }
+        let message = Manager::from_url("app:s3cret@db/x")
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("***@db/x"), "{message}");
+    }
+
+    #[test]
+    fn a_url_names_one_database() {
+        let err = Manager::from_url("mysql://root:s3cret@db:3306/te/st").unwrap_err();
+        let message = err.to_string();
+        assert!(message.contains("`te/st` holds a `/`"), "{message}");
+        assert!(!message.contains("s3cret"), "{message}");
+        for url in [
+            "mysql://root@db:3306/test",
+            "mysql://root@db/test/",
+            "mysql://root:p%2Fw@db/test?prefer_socket=false",
+            "mysql://root@db",
+        ] {
+            assert!(Manager::from_url(url).is_ok(), "{url}");
+        }
     }
 }

@@ -1,13 +1,13 @@
 //! Showing URLs and options without their passwords.
 
-use pool_core::redact::mask_url_password;
 pub(crate) use pool_core::redact::MASK;
+use pool_core::redact::{mask_unparsed, mask_url_password};
 
 /// `input` (normally a `mysql://` URL) with the password of its user info and any
-/// `password`/`pass` query parameter replaced by `***`. Text that is not a URL is not
-/// shown at all (`***`): where a password would be in it cannot be told.
+/// `password`/`pass` query parameter replaced by `***`. Text that is not a URL is
+/// shown as far as it cannot hold a password ([`mask_unparsed`]).
 pub(crate) fn redact_url(input: &str) -> String {
-    mask_url_password(input, &["password", "pass"]).unwrap_or_else(|| MASK.to_owned())
+    mask_url_password(input, &["password", "pass"]).unwrap_or_else(|| mask_unparsed(input))
 }
 
 /// Where `opts` connects, as `mysql://user@host:port/dbname` (a password, if set,
@@ -59,7 +59,7 @@ mod tests {
                 "mysql://db/x?user=app&password=***&prefer_socket=false",
             ),
             ("mysql://db", "mysql://db"),
-            ("app:s3cret@db", "***"),
+            ("app:s3cret@db", "***@db"),
             ("not a url s3cret", "***"),
         ];
         for (input, expected) in cases {

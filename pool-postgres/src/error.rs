@@ -22,6 +22,16 @@ pub enum Error {
         /// tokio-postgres's error.
         source: tokio_postgres::Error,
     },
+    /// The connection string's (or [`Config`](crate::Config)'s) `connect_timeout`
+    /// passed before the server had let the connection in. As libpq, it bounds the
+    /// whole connect (socket, TLS, authentication), each host of a multi-host target
+    /// in turn; tokio-postgres itself bounds only the socket's connect with it.
+    ConnectTimedOut {
+        /// Where to, as `postgres://user@host:port/dbname` (never with a password).
+        target: String,
+        /// The bound that passed: `connect_timeout` times the number of hosts.
+        after: std::time::Duration,
+    },
     /// The check or the session reset before checkout failed.
     Recycle {
         /// What was run: `"health check"` or `"session reset"`.
@@ -41,7 +51,7 @@ impl Error {
     pub fn as_postgres(&self) -> Option<&tokio_postgres::Error> {
         match self {
             Error::Connect { source, .. } | Error::Recycle { source, .. } => Some(source),
-            Error::Closed | Error::NoTokioRuntime => None,
+            Error::ConnectTimedOut { .. } | Error::Closed | Error::NoTokioRuntime => None,
         }
     }
 
@@ -55,6 +65,10 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Connect { target, .. } => write!(f, "cannot connect to {target}"),
+            Error::ConnectTimedOut { target, after } => write!(
+                f,
+                "cannot connect to {target}: not let in within {after:?} (its connect_timeout)"
+            ),
             Error::Recycle { step, .. } => write!(f, "postgres {step} before checkout failed"),
             Error::Closed => f.write_str("the postgres connection is closed"),
             Error::NoTokioRuntime => f.write_str(

@@ -201,9 +201,32 @@ impl Manager {
 /// tokio-postgres's config for a URL or `key=value` string, and the pool's own
 /// options in it.
 pub(crate) fn parse_url(url: &str) -> Result<(tokio_postgres::Config, PoolOptions), ConfigError> {
+    let trimmed = url.trim_start();
+    if let Some((scheme, _)) = trimmed.split_once("://") {
+        let known = ["postgres", "postgresql"];
+        // tokio-postgres would read any other as a `key=value` string and report an
+        // unexpected end of it.
+        if !scheme.contains(['=', ' ']) && !known.iter().any(|k| scheme.eq_ignore_ascii_case(k)) {
+            return Err(ConfigError::new(
+                url,
+                format!(
+                    "unsupported scheme `{scheme}://`: expected `postgres://` or `postgresql://`"
+                ),
+            ));
+        }
+    }
     let (rest, options) = url_options::split(url)?;
-    let config = tokio_postgres::Config::from_str(&rest)
-        .map_err(|e| ConfigError::new(url, innermost_message(&e)))?;
+    let config = tokio_postgres::Config::from_str(&rest).map_err(|e| {
+        let message = innermost_message(&e);
+        if rest.contains('=') || rest.contains("://") {
+            ConfigError::new(url, message)
+        } else {
+            ConfigError::new(
+                url,
+                format!("neither a `postgres://` URL nor a libpq `key=value` string ({message})"),
+            )
+        }
+    })?;
     Ok((config, options))
 }
 
@@ -241,14 +264,26 @@ impl pool_core::Manager for Manager {
 
     async fn connect(&self) -> Result<PgConnection, Error> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::NoTokioRuntime)?;
-        let (client, connection) =
-            self.connector
-                .connect(&self.config)
-                .await
-                .map_err(|source| Error::Connect {
-                    target: self.target.clone(),
-                    source,
-                })?;
+        let connecting = self.connector.connect(&self.config);
+        let connected = match self.config.get_connect_timeout() {
+            // tokio-postgres bounds only each socket connect with it; libpq, whose
+            // option it is, the whole connect to each host.
+            Some(&limit) => {
+                let hosts = u32::try_from(self.config.get_hosts().len().max(1)).unwrap_or(u32::MAX);
+                let bound = limit.saturating_mul(hosts);
+                tokio::time::timeout(bound, connecting).await.map_err(|_| {
+                    Error::ConnectTimedOut {
+                        target: self.target.clone(),
+                        after: bound,
+                    }
+                })?
+            }
+            None => connecting.await,
+        };
+        let (client, connection) = connected.map_err(|source| Error::Connect {
+            target: self.target.clone(),
+            source,
+        })?;
         let (closed_tx, closed_rx) = tokio::sync::oneshot::channel::<()>();
         let target = self.target.clone();
         let task = runtime.spawn(async move {

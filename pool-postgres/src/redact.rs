@@ -2,17 +2,16 @@
 
 use std::fmt::Write as _;
 
-use pool_core::redact::{mask_url_password, MASK};
+use pool_core::redact::{mask_unparsed, mask_url_password, MASK};
 
 /// `input` (a `postgres://` URL or a `key=value` string) with every password replaced
-/// by `***`. When a part of the string cannot be read, that part is left out rather
-/// than risk showing a password.
+/// by `***`. A URL of any scheme (a mistyped one too) is masked as a URL; a part of a
+/// `key=value` string that cannot be read is shown only as far as it cannot hold a
+/// password ([`mask_unparsed`]).
 pub(crate) fn redact_connection_string(input: &str) -> String {
     let trimmed = input.trim_start();
-    for scheme in ["postgres://", "postgresql://"] {
-        if trimmed.len() >= scheme.len() && trimmed[..scheme.len()].eq_ignore_ascii_case(scheme) {
-            return mask_url_password(trimmed, &["password"]).unwrap_or_else(|| MASK.to_owned());
-        }
+    if let Some(shown) = mask_url_password(trimmed, &["password"]) {
+        return shown;
     }
     redact_key_values(input)
 }
@@ -29,12 +28,8 @@ fn redact_key_values(input: &str) -> String {
             return out;
         }
         let Some((key, value, after)) = next_pair(rest) else {
-            // Unreadable from here on: keep it only if it cannot hold a password.
-            if !rest.to_ascii_lowercase().contains("password") {
-                out.push_str(rest);
-            } else {
-                out.push_str(MASK);
-            }
+            // Unreadable from here on: shown only as far as it cannot hold a password.
+            out.push_str(&mask_unparsed(rest));
             return out;
         };
         if key.eq_ignore_ascii_case("password") {
@@ -152,13 +147,28 @@ mod tests {
                 "host=db password=*** port=5",
             ),
             ("host=db password='unterminated", "host=db ***"),
-            ("host=db junk", "host=db junk"),
+            ("host=db junk", "host=db ***"),
             ("host=db password", "host=db ***"),
+            ("host=db password=a://s3cret@b", "host=db password=***"),
         ];
         for (input, expected) in cases {
             let shown = redact_connection_string(input);
             assert_eq!(shown, expected, "{input}");
             assert!(!shown.contains("secret"), "{shown}");
+        }
+    }
+
+    /// What the user meant as a URL but mistyped is never shown with its password.
+    #[test]
+    fn mistyped_urls_lose_their_passwords() {
+        let cases = [
+            ("postgress://app:s3cret@db/x", "postgress://app:***@db/x"),
+            ("postgres:/app:s3cret@db/x", "***@db/x"),
+            ("app:s3cret@db/x", "***@db/x"),
+            ("app:s3cret", "***"),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(redact_connection_string(input), expected, "{input}");
         }
     }
 

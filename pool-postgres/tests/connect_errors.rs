@@ -164,6 +164,71 @@ async fn an_unanswering_host_fails_with_a_connect_timeout_naming_it() {
     assert!(!message.contains("s3cret"), "{message}");
 }
 
+/// A mistyped URL is named as one, with what was typed shown without the password,
+/// through the manager and through a config's pool alike.
+/// The connection string's own `connect_timeout` (whole seconds, as libpq reads it)
+/// bounds the whole connect, as libpq's does, not only the socket's: a host that
+/// accepts and never answers fails after it, well before the pool's own bound.
+#[tokio::test]
+async fn the_urls_connect_timeout_bounds_the_whole_connect() {
+    let port = blackhole();
+    let manager = Manager::from_url(&format!(
+        "postgres://app:s3cret@127.0.0.1:{port}/x?connect_timeout=1"
+    ))
+    .expect("a valid URL");
+    let pool = Pool::builder(manager)
+        .connect_timeout(Duration::from_secs(60))
+        .wait_timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    let err = pool.get().await.expect_err("connected to a blackhole");
+    let elapsed = started.elapsed();
+    let message = err.to_string();
+    assert!(
+        elapsed < Duration::from_secs(10),
+        "took {elapsed:?} to fail: {message}"
+    );
+    let PoolError::Backend(backend) = &err else {
+        panic!("expected the driver's timeout, got: {message}");
+    };
+    assert!(
+        matches!(backend, pool_postgres::Error::ConnectTimedOut { after, .. } if *after == Duration::from_secs(1)),
+        "{backend:?}"
+    );
+    assert!(message.contains("connect_timeout"), "{message}");
+    assert!(message.contains(&format!("127.0.0.1:{port}")), "{message}");
+    assert!(!message.contains("s3cret"), "{message}");
+}
+
+#[test]
+fn a_mistyped_url_says_so_without_the_password() {
+    let cases = [
+        (
+            "postgress://app:s3cret@db/x",
+            "unsupported scheme `postgress://`",
+        ),
+        ("mysql://app:s3cret@db/x", "unsupported scheme `mysql://`"),
+        (
+            "postgres:/app:s3cret@db/x",
+            "neither a `postgres://` URL nor",
+        ),
+        ("app:s3cret@db/x", "neither a `postgres://` URL nor"),
+    ];
+    for (url, says) in cases {
+        let err = Manager::from_url(url).expect_err(url);
+        let message = err.to_string();
+        assert!(message.contains(says), "{url}: {message}");
+        assert!(message.contains("@db/x"), "{url}: {message}");
+        assert!(!message.contains("s3cret"), "{url}: {message}");
+        assert!(!format!("{err:?}").contains("s3cret"), "{url}: {err:?}");
+        let built = pool_postgres::Config::from_url(url).create_pool();
+        let message = built.expect_err(url).to_string();
+        assert!(message.contains(says), "{url}: {message}");
+        assert!(!message.contains("s3cret"), "{url}: {message}");
+    }
+}
+
 #[test]
 fn a_bad_url_names_the_problem_without_the_password() {
     let err = Manager::from_url("postgres://u:secret@host:notaport/db")

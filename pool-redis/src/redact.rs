@@ -2,20 +2,13 @@
 
 use redis::{ConnectionAddr, ConnectionInfo};
 
-use pool_core::redact::{mask_url_password, MASK};
+use pool_core::redact::{mask_unparsed, mask_url_password, MASK};
 
 /// `input`, a redis URL, with its password (in the user info, or a `pass`/`password`
 /// query parameter of a `unix://` URL) replaced by `***`. Text that cannot be read as
-/// a URL is left out when it might hold a password.
+/// a URL is shown as far as it cannot hold a password ([`mask_unparsed`]).
 pub(crate) fn redact_url(input: &str) -> String {
-    mask_url_password(input, &["pass", "password"]).unwrap_or_else(|| {
-        // Not a URL at all: show it only if it cannot hold a password.
-        if input.contains('@') || input.contains("pass") {
-            MASK.to_owned()
-        } else {
-            input.to_owned()
-        }
-    })
+    mask_url_password(input, &["pass", "password"]).unwrap_or_else(|| mask_unparsed(input))
 }
 
 /// Where `info` connects, as a URL without the password (a password, if set, shows as
@@ -107,7 +100,8 @@ mod tests {
                 "unix:///run/redis.sock?db=1&user=app&pass=s3cret",
                 "unix:///run/redis.sock?db=1&user=app&pass=***",
             ),
-            ("nonsense with s3cret@", "***"),
+            ("nonsense with s3cret@", "***@"),
+            ("nonsense with s3cret", "***"),
         ];
         for (input, expected) in cases {
             let shown = redact_url(input);
