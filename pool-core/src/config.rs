@@ -145,6 +145,57 @@ impl PoolConfig {
         Ok(())
     }
 
+    /// The settings given by environment variables named `{prefix}{FIELD}` among `vars`
+    /// (with `prefix` `"APP_DB_POOL_"`: `APP_DB_POOL_MAX_SIZE=16`,
+    /// `APP_DB_POOL_WAIT_TIMEOUT=2s`, `APP_DB_POOL_IDLE_TIMEOUT=null` to switch one
+    /// off), the rest left at their defaults; `None` if no such variable is set. A
+    /// value that cannot be read, or an unknown field, is an error naming its variable.
+    ///
+    /// ```
+    /// use pool_core::PoolConfig;
+    ///
+    /// let vars = [("APP_POOL_MAX_SIZE", "16"), ("APP_POOL_WAIT_TIMEOUT", "2s"), ("HOME", "/")];
+    /// let config = PoolConfig::from_vars("APP_POOL_", vars).unwrap().unwrap();
+    /// assert_eq!((config.max_size, config.wait_timeout.unwrap().as_secs()), (16, 2));
+    ///
+    /// let err = PoolConfig::from_vars("APP_POOL_", [("APP_POOL_MIN_IDLE", "two")]).unwrap_err();
+    /// assert_eq!(err.variable, "APP_POOL_MIN_IDLE");
+    /// ```
+    pub fn from_vars<'a>(
+        prefix: &str,
+        vars: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Option<PoolConfig>, EnvVarError> {
+        let fields: Vec<(&str, String, serde_json::Value)> = vars
+            .into_iter()
+            .filter_map(|(key, value)| {
+                let field = key.strip_prefix(prefix)?.to_ascii_lowercase();
+                Some((key, field, env_value(value)))
+            })
+            .collect();
+        if fields.is_empty() {
+            return Ok(None);
+        }
+        let read = |fields: &mut dyn Iterator<Item = &(&str, String, serde_json::Value)>| {
+            let map = fields
+                .map(|(_, field, value)| (field.clone(), value.clone()))
+                .collect();
+            serde_json::from_value::<PoolConfig>(serde_json::Value::Object(map))
+        };
+        read(&mut fields.iter()).map(Some).map_err(|all| {
+            // Name the variable: the first that cannot be read on its own.
+            let culprit = fields.iter().find_map(|entry| {
+                read(&mut std::iter::once(entry))
+                    .err()
+                    .map(|e| (entry.0.to_owned(), e))
+            });
+            let (variable, error) = culprit.unwrap_or_else(|| (format!("{prefix}*"), all));
+            EnvVarError {
+                variable,
+                problem: error.to_string(),
+            }
+        })
+    }
+
     /// The fields that need a timer, and so a runtime, when they are set.
     pub(crate) fn first_timed_field(&self) -> Option<&'static str> {
         [
@@ -154,5 +205,37 @@ impl PoolConfig {
         ]
         .into_iter()
         .find_map(|(field, value)| value.map(|_| field))
+    }
+}
+
+/// An environment variable whose value cannot be used: see [`PoolConfig::from_vars`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EnvVarError {
+    /// The variable's name.
+    pub variable: String,
+    /// What is wrong with its value (never the value itself, which might be a secret,
+    /// unless the reader quotes it).
+    pub problem: String,
+}
+
+impl std::fmt::Display for EnvVarError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "`{}`: {}", self.variable, self.problem)
+    }
+}
+
+impl std::error::Error for EnvVarError {}
+
+/// An environment value as the JSON value a [`PoolConfig`] field takes: a number, a
+/// `null` (also for an empty value), or else a string (a duration such as `2s`, a name,
+/// an enum value).
+fn env_value(value: &str) -> serde_json::Value {
+    let trimmed = value.trim();
+    if trimmed.eq_ignore_ascii_case("null") || trimmed.is_empty() {
+        serde_json::Value::Null
+    } else if let Ok(n) = trimmed.parse::<u64>() {
+        serde_json::Value::from(n)
+    } else {
+        serde_json::Value::String(trimmed.to_owned())
     }
 }

@@ -166,7 +166,7 @@ mod waiters;
 mod watchdog;
 
 pub use builder::Builder;
-pub use config::{PoolConfig, Reuse};
+pub use config::{EnvVarError, PoolConfig, Reuse};
 pub use deadpool_runtime::Runtime;
 pub use errors::{BuildError, CloseError, HookError, PoolError, TimeoutContext, TimeoutKind};
 pub use get::Get;

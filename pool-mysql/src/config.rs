@@ -166,16 +166,11 @@ impl Config {
                 .map_err(|e| bad("RECYCLE_MODE", "recycle_mode", e))?;
         }
 
-        let pool_prefix = format!("{prefix}POOL_");
-        let mut fields = serde_json::Map::new();
-        for (key, value) in vars {
-            if let Some(field) = key.strip_prefix(&pool_prefix) {
-                fields.insert(field.to_ascii_lowercase(), env_value(value));
-            }
-        }
-        if !fields.is_empty() {
-            config.pool = serde_json::from_value(serde_json::Value::Object(fields))
-                .map_err(|e| bad("POOL_*", "pool", e.to_string()))?;
+        let pool_vars = vars.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+        if let Some(pool) = PoolConfig::from_vars(&format!("{prefix}POOL_"), pool_vars)
+            .map_err(|e| ConfigError::setting(&e.variable, "pool", e.problem))?
+        {
+            config.pool = pool;
         }
         Ok(config)
     }
@@ -353,19 +348,6 @@ fn parse_bool(value: &str) -> Option<bool> {
     }
 }
 
-/// An environment value as the JSON value a [`PoolConfig`] field takes: a number, a
-/// `null`, or else a string (a duration such as `2s`, a name, an enum value).
-fn env_value(value: &str) -> serde_json::Value {
-    let trimmed = value.trim();
-    if trimmed.eq_ignore_ascii_case("null") || trimmed.is_empty() {
-        serde_json::Value::Null
-    } else if let Ok(n) = trimmed.parse::<u64>() {
-        serde_json::Value::from(n)
-    } else {
-        serde_json::Value::String(trimmed.to_owned())
-    }
-}
-
 impl FromStr for RecycleMode {
     type Err = String;
 
@@ -439,7 +421,15 @@ mod tests {
         let err = Config::from_vars("APP_DB_", &vars(&[("APP_DB_PORT", "x")])).unwrap_err();
         assert!(err.to_string().contains("APP_DB_PORT"), "{err}");
         let err = Config::from_vars("APP_DB_", &vars(&[("APP_DB_POOL_MAX_SIZ", "3")])).unwrap_err();
+        assert!(err.to_string().contains("`APP_DB_POOL_MAX_SIZ`"), "{err}");
         assert!(err.to_string().contains("max_siz"), "{err}");
+        let pool_vars = [
+            ("APP_DB_POOL_MAX_SIZE", "8"),
+            ("APP_DB_POOL_MIN_IDLE", "abc"),
+        ];
+        let err = Config::from_vars("APP_DB_", &vars(&pool_vars)).unwrap_err();
+        assert!(err.to_string().contains("`APP_DB_POOL_MIN_IDLE`"), "{err}");
+        assert_eq!(err.field(), "pool");
         let err =
             Config::from_vars("APP_DB_", &vars(&[("APP_DB_RECYCLE_MODE", "slow")])).unwrap_err();
         assert!(err.to_string().contains("APP_DB_RECYCLE_MODE"), "{err}");

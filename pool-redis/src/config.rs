@@ -388,7 +388,11 @@ mod tests {
         let err = Config::from_vars("R_", &vars(&[("R_DB", "two")])).unwrap_err();
         assert!(err.to_string().contains("R_DB"), "{err}");
         let err = Config::from_vars("R_", &vars(&[("R_POOL_MAX_SIZ", "3")])).unwrap_err();
+        assert!(err.to_string().contains("`R_POOL_MAX_SIZ`"), "{err}");
         assert!(err.to_string().contains("max_siz"), "{err}");
+        let pool_vars = [("R_POOL_MAX_SIZE", "8"), ("R_POOL_WAIT_TIMEOUT", "soon")];
+        let err = Config::from_vars("R_", &vars(&pool_vars)).unwrap_err();
+        assert!(err.to_string().contains("`R_POOL_WAIT_TIMEOUT`"), "{err}");
         let err = Config::from_vars("R_", &vars(&[("R_PROTOCOL", "resp4")])).unwrap_err();
         assert!(err.to_string().contains("R_PROTOCOL"), "{err}");
         let err = Config::from_vars("R_", &vars(&[("R_TLS", "maybe")])).unwrap_err();

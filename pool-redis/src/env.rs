@@ -117,19 +117,9 @@ impl<'a> EnvVars<'a> {
     /// The pool's settings from `{prefix}POOL_{FIELD}` variables, if any is set
     /// (`..._MAX_SIZE=16`, `..._WAIT_TIMEOUT=2s`, `...=null` to switch one off).
     pub(crate) fn pool(&self) -> Result<Option<PoolConfig>, ConfigError> {
-        let pool_prefix = format!("{}POOL_", self.prefix);
-        let mut fields = serde_json::Map::new();
-        for (key, value) in self.vars {
-            if let Some(field) = key.strip_prefix(&pool_prefix) {
-                fields.insert(field.to_ascii_lowercase(), env_value(value));
-            }
-        }
-        if fields.is_empty() {
-            return Ok(None);
-        }
-        serde_json::from_value(serde_json::Value::Object(fields))
-            .map(Some)
-            .map_err(|e| self.bad("POOL_*", "pool", e.to_string()))
+        let vars = self.vars.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+        PoolConfig::from_vars(&format!("{}POOL_", self.prefix), vars)
+            .map_err(|e| ConfigError::setting(&e.variable, "pool", e.problem))
     }
 }
 
@@ -144,17 +134,4 @@ fn parse_duration(value: &str) -> Option<Duration> {
     serde_json::from_value::<Human>(serde_json::Value::String(value.to_owned()))
         .ok()
         .map(|Human(d)| d)
-}
-
-/// An environment value as the JSON value a [`PoolConfig`] field takes: a number, a
-/// `null`, or else a string (a duration such as `2s`, a name, an enum value).
-fn env_value(value: &str) -> serde_json::Value {
-    let trimmed = value.trim();
-    if trimmed.eq_ignore_ascii_case("null") || trimmed.is_empty() {
-        serde_json::Value::Null
-    } else if let Ok(n) = trimmed.parse::<u64>() {
-        serde_json::Value::from(n)
-    } else {
-        serde_json::Value::String(trimmed.to_owned())
-    }
 }
