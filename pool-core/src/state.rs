@@ -290,7 +290,9 @@ impl<C> Drop for State<C> {
 impl<C> State<C> {
     pub(crate) fn new(max_size: usize, min_idle: usize, limits: Limits) -> Self {
         State {
-            idle: VecDeque::with_capacity(max_size),
+            // Room for a usual pool's idle connections up front, so returns do not
+            // grow the list; a huge `max_size` is a bound, not a size to allocate.
+            idle: VecDeque::with_capacity(max_size.min(256)),
             size: 0,
             connecting: 0,
             max_size,

@@ -55,6 +55,9 @@ fn valid_edge_values_build() {
     let cases: &[Configure] = &[
         |b| b,
         |b| b.max_size(1),
+        // A bound, not a size to allocate.
+        |b| b.max_size(usize::MAX),
+        |b| b.max_size(1 << 40),
         |b| b.max_size(3).min_idle(3),
         |b| b.wait_timeout(Duration::ZERO),   // "do not wait"
         |b| b.check_interval(Duration::ZERO), // "check every checkout"
