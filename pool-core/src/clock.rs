@@ -40,6 +40,15 @@ pub(crate) fn now() -> Instant {
     }
 }
 
+/// `at + span`, or, if that is past what an `Instant` holds, a century after `at`:
+/// for a moment that must exist (a back-off's end) however long a configured span is.
+pub(crate) fn saturating_add(at: Instant, span: std::time::Duration) -> Instant {
+    const CENTURY: std::time::Duration = std::time::Duration::from_secs(100 * 365 * 86_400);
+    at.checked_add(span)
+        .or_else(|| at.checked_add(CENTURY))
+        .unwrap_or(at)
+}
+
 /// The time at the last kernel tick: behind [`now`] by a few milliseconds, never ahead;
 /// only where a few milliseconds either way is harmless (see the module docs).
 #[inline]

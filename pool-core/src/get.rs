@@ -57,7 +57,9 @@ impl Wait {
         match self {
             Wait::Forever => None,
             Wait::No => Some(started),
-            Wait::For(limit) => Some(started + limit),
+            // A limit too long for an `Instant` (`Duration::MAX` for "as long as it
+            // takes") never ends.
+            Wait::For(limit) => started.checked_add(limit),
         }
     }
 
@@ -347,8 +349,19 @@ impl<M: Manager> Future for WaitTurn<'_, M> {
     type Output = Grant<M::Connection>;
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let key = self.key.expect("WaitTurn polled after completion");
-        let polled = self.shared.lock().waiters.poll(key, cx.waker());
-        match polled {
+        let mut st = self.shared.lock();
+        match st.waiters.poll(key, cx.waker()) {
+            // Granted before `close`, taken after: closed, as its return would be.
+            Polled::Ready(Grant::Conn(idle, ..)) if st.closed => {
+                self.key = None;
+                let mut closing = crate::state::ToClose::new();
+                let mut wake = WakeList::default();
+                st.give_back(idle, false, &mut wake, &mut closing);
+                drop(st);
+                wake.wake();
+                self.shared.close_chosen(closing);
+                Poll::Ready(Grant::Closed)
+            }
             Polled::Ready(grant) => {
                 self.key = None;
                 Poll::Ready(grant)
@@ -441,6 +454,7 @@ impl<M: Manager> Shared<M> {
             Exhausted,
         }
         let mut watchdog_waker = None;
+        let mut spawn_watchdog = false;
         let mut wake = WakeList::default();
         let raw = {
             let mut st = locked.unwrap_or_else(|| self.lock());
@@ -479,7 +493,8 @@ impl<M: Manager> Shared<M> {
                         false,
                     ),
                     Open::Later => {
-                        let watch = watch.filter(|&deadline| self.watch(&mut st, deadline));
+                        let watch = watch
+                            .filter(|&deadline| self.watch(&mut st, deadline, &mut spawn_watchdog));
                         if watch.is_some() {
                             if let Watchdog::Parked(parked) = &mut st.watchdog {
                                 watchdog_waker = parked.take();
@@ -497,6 +512,9 @@ impl<M: Manager> Shared<M> {
             raw
         };
         wake.wake();
+        if spawn_watchdog {
+            self.spawn_watchdog();
+        }
         if let Some(waker) = watchdog_waker {
             waker.wake();
         }
@@ -520,9 +538,17 @@ impl<M: Manager> Shared<M> {
         }
     }
 
-    /// Whether the watchdog can keep a deadline for a caller about to join the line,
-    /// spawning it if there is none yet.
-    fn watch(self: &Arc<Self>, st: &mut State<M::Connection>, deadline: Instant) -> bool {
+    /// Whether the watchdog can keep a deadline for a caller about to join the line.
+    /// If there is none yet but one can be spawned, it is counted as running and
+    /// `spawn` is set: the caller spawns it once the lock is released, because a task
+    /// the runtime drops at once (it is shutting down) hands its deadlines back under
+    /// this same lock.
+    fn watch(
+        self: &Arc<Self>,
+        st: &mut State<M::Connection>,
+        deadline: Instant,
+        spawn: &mut bool,
+    ) -> bool {
         if !st.waiters.in_watch_order(deadline) {
             return false;
         }
@@ -531,22 +557,28 @@ impl<M: Manager> Shared<M> {
             Watchdog::Sleeping(until) => until <= deadline,
             Watchdog::Running | Watchdog::Parked(_) => true,
             Watchdog::Absent => {
-                let spawned = self.spawn_watchdog();
-                if spawned {
+                *spawn = self.can_spawn_watchdog();
+                if *spawn {
                     st.watchdog = Watchdog::Running;
                 }
-                spawned
+                *spawn
             }
         }
     }
 
-    /// Spawns the pool's watchdog where the runtime is tokio and this is inside it.
-    fn spawn_watchdog(self: &Arc<Self>) -> bool {
+    /// Whether the runtime is tokio and this is inside it.
+    fn can_spawn_watchdog(&self) -> bool {
         #[cfg(all(feature = "tokio", not(pool_model)))]
         if matches!(self.runtime, Some(crate::Runtime::Tokio1)) {
-            return crate::watchdog::spawn(self);
+            return tokio::runtime::Handle::try_current().is_ok();
         }
         false
+    }
+
+    /// Spawns the watchdog that [`watch`](Self::watch) counted as running.
+    fn spawn_watchdog(self: &Arc<Self>) {
+        #[cfg(all(feature = "tokio", not(pool_model)))]
+        crate::watchdog::spawn(self);
     }
 
     /// Joins the back of the line, with no deadline for the watchdog.

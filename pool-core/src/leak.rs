@@ -61,7 +61,10 @@ impl LeakRegistry {
             if entry.reported {
                 continue;
             }
-            let due = entry.taken_at + threshold;
+            // A threshold too long for an `Instant` is never reached.
+            let Some(due) = entry.taken_at.checked_add(threshold) else {
+                continue;
+            };
             if due <= now {
                 entry.reported = true;
                 tracing::warn!(

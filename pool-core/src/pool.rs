@@ -210,7 +210,8 @@ impl<M: Manager> Pool<M> {
 
     /// Keeps the idle connections for which `keep` returns `true` and closes the rest;
     /// returns how many were closed. Connections in use are not visited. `keep` runs
-    /// without the pool's lock; if it panics, the connections not yet visited stay.
+    /// without the pool's lock; if it panics, the connections not yet visited stay and
+    /// the one it panicked on is closed.
     /// While the pool is above its `max_size` after a [`resize`](Self::resize), kept
     /// connections beyond it are closed too (not counted in what this returns), as
     /// their return would have closed them.
@@ -229,12 +230,17 @@ impl<M: Manager> Pool<M> {
         let mut visit = Retaining {
             shared: &self.shared,
             pending: taken.into_iter(),
+            visiting: None,
             kept: Vec::new(),
             removed: Vec::new(),
         };
-        for mut idle in visit.pending.by_ref() {
+        for next in visit.pending.by_ref() {
+            // Held by the guard while `keep` runs, so a panic there frees its room.
+            let idle = visit.visiting.insert(next);
             let ConnData { raw, info, .. } = &mut *idle.conn;
-            if keep(raw, info) {
+            let kept = keep(raw, info);
+            let idle = visit.visiting.take().expect("put there above");
+            if kept {
                 visit.kept.push(idle);
             } else {
                 visit.removed.push((idle.conn, CloseReason::Retain));
@@ -297,10 +303,12 @@ impl<M: Manager> Pool<M> {
     }
 }
 
-/// Hands the idle connections `retain` took back to the pool, even if `keep` panicked.
+/// Hands the idle connections `retain` took back to the pool, even if `keep` panicked:
+/// the one it panicked on is closed (`keep` had it mutably, in a state unknown).
 struct Retaining<'a, M: Manager> {
     shared: &'a Arc<Shared<M>>,
     pending: std::vec::IntoIter<Idle<M::Connection>>,
+    visiting: Option<Idle<M::Connection>>,
     kept: Vec<Idle<M::Connection>>,
     removed: Vec<(Conn<M::Connection>, CloseReason)>,
 }
@@ -311,6 +319,9 @@ impl<M: Manager> Drop for Retaining<'_, M> {
         let mut closing = ToClose::new();
         {
             let mut st = self.shared.lock();
+            if let Some(idle) = self.visiting.take() {
+                st.close_later(&mut closing, idle.conn, CloseReason::Broken);
+            }
             for (conn, reason) in self.removed.drain(..) {
                 st.close_later(&mut closing, conn, reason);
             }
@@ -378,13 +389,14 @@ impl<'a, M: Manager> SlotGuard<'a, M> {
     /// The connect succeeded. `None` if the pool closed meanwhile (the connection is
     /// closed and its room freed).
     fn connected(mut self, raw: M::Connection, started: Instant) -> Option<Conn<M::Connection>> {
-        self.armed = false;
         let now = clock::now();
         let shared = self.shared;
         shared
             .metrics
             .create_time(now.saturating_duration_since(started));
         let conn = shared.new_conn(raw, now);
+        // Disarmed only now: until the connection exists, a panic frees the room.
+        self.armed = false;
         let mut wake = WakeList::default();
         let closed = {
             let mut st = shared.lock();
@@ -435,10 +447,11 @@ impl<M: Manager> Shared<M> {
     }
 
     fn new_conn(&self, raw: M::Connection, now: Instant) -> Conn<M::Connection> {
-        let expires_at = self.config.max_lifetime.map(|lifetime| {
-            let spread = lifetime / 10;
-            let jitter = Duration::from_nanos(fastrand::u64(..=spread.as_nanos() as u64));
-            now + lifetime - jitter
+        // A lifetime too long for an `Instant` never ends.
+        let expires_at = self.config.max_lifetime.and_then(|lifetime| {
+            let spread = u64::try_from((lifetime / 10).as_nanos()).unwrap_or(u64::MAX);
+            let jitter = Duration::from_nanos(fastrand::u64(..=spread));
+            now.checked_add(lifetime - jitter)
         });
         Conn::new(
             raw,
@@ -582,6 +595,12 @@ impl<M: Manager> Shared<M> {
                 return Ok(None);
             }
             pooled.set_checking(false);
+        }
+        if (reason.is_some() || !self.hooks.before_checkout.is_empty()) && self.lock().closed {
+            // Closed while it was being checked: its return closes it, as a connect
+            // that ends after `close` does.
+            drop(pooled);
+            return Err(PoolError::Closed);
         }
         Ok(Some(pooled))
     }

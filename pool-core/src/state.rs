@@ -15,6 +15,7 @@ use std::collections::VecDeque;
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
+use crate::clock;
 use crate::metrics::CloseReason;
 use crate::waiters::WaitQueue;
 use crate::{ConnectionInfo, Reuse, Status};
@@ -507,7 +508,7 @@ impl<C> State<C> {
         let jitter = delay.mul_f64(fastrand::f64() * 0.2);
         self.backoff = Some(Backoff {
             failures,
-            retry_at: now + delay - jitter,
+            retry_at: clock::saturating_add(now, delay - jitter),
         });
         self.last_connect_error = Some(error);
     }

@@ -212,9 +212,12 @@ impl<M: Manager> Shared<M> {
                 let mut index = 0;
                 while index < st.idle.len() && st.idle.len() > st.min_idle {
                     let seen = st.idle[index].conn.seen_idle_at.unwrap_or(now);
-                    let closes_at = seen + idle_timeout;
-                    if closes_at > now {
-                        next = earliest(next, closes_at);
+                    // An idle timeout too long for an `Instant` never ends.
+                    let closes_at = seen.checked_add(idle_timeout);
+                    if closes_at.is_none_or(|at| at > now) {
+                        if let Some(at) = closes_at {
+                            next = earliest(next, at);
+                        }
                         index += 1;
                     } else {
                         let idle = st.idle.remove(index).expect("index is in bounds");

@@ -31,15 +31,16 @@ use crate::pool::Shared;
 use crate::state::{Grant, WakeList, Watchdog};
 use crate::{clock, Manager};
 
-/// Spawns the pool's watchdog on the current tokio runtime; `false` (and nothing
-/// spawned) outside one.
-pub(crate) fn spawn<M: Manager>(shared: &Arc<Shared<M>>) -> bool {
-    let Ok(handle) = tokio::runtime::Handle::try_current() else {
-        return false;
-    };
+/// Spawns the pool's watchdog on the current tokio runtime, which the state already
+/// counts as running. Called without the pool's lock: a runtime that is shutting down
+/// drops the task inside `spawn`, and its guard then takes the lock to hand the
+/// deadlines back. Outside a runtime the guard does so at once.
+pub(crate) fn spawn<M: Manager>(shared: &Arc<Shared<M>>) {
     let pool = Arc::downgrade(shared);
-    handle.spawn(run(UnwatchOnDrop { pool: pool.clone() }, pool));
-    true
+    let unwatch = UnwatchOnDrop { pool: pool.clone() };
+    if let Ok(handle) = tokio::runtime::Handle::try_current() {
+        handle.spawn(run(unwatch, pool));
+    }
 }
 
 /// The task. The guard is an argument so that it lives in the future from its

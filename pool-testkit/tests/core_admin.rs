@@ -176,6 +176,55 @@ async fn resize_down_closes_a_grant_its_waiter_gave_up() {
 /// What the next connection closed runs, shared by all of them.
 type CloseHook = Arc<Mutex<Option<Box<dyn FnOnce() + Send>>>>;
 
+/// A get whose check straddles `close` fails with `Closed`, as a connect that ends
+/// after `close` does, instead of handing out a connection of the closed pool; and
+/// `close` does not wait for it.
+#[tokio::test(start_paused = true)]
+async fn a_get_checking_when_the_pool_closes_fails_with_closed() {
+    let (pool, control) = pool(|b| b.max_size(1).check_interval(Duration::ZERO));
+    drop(pool.get().await.unwrap());
+    control.pause_recycles();
+    let getting = tokio::spawn({
+        let pool = pool.clone();
+        async move { pool.get().await.map(drop) }
+    });
+    yield_until("the check to start", 100, || {
+        control.recycles_waiting() == 1
+    })
+    .await;
+    let closing = tokio::spawn({
+        let pool = pool.clone();
+        async move { pool.close(Duration::from_secs(5)).await }
+    });
+    yield_until("close", 100, || pool.is_closed()).await;
+    control.resume_recycles();
+    let got = getting.await.unwrap();
+    assert!(matches!(got, Err(PoolError::Closed)), "{got:?}");
+    assert!(closing.await.unwrap().is_ok());
+    assert_eq!(control.live(), 0);
+}
+
+/// A waiter handed a connection before `close`, polled after it, fails with `Closed`
+/// and the connection is closed.
+#[tokio::test(start_paused = true)]
+async fn a_grant_taken_after_close_is_closed() {
+    let (pool, control) = pool(|b| b.max_size(1));
+    let held = pool.get().await.unwrap();
+    let mut get = Box::pin(pool.get());
+    assert!(poll_once(get.as_mut()).is_pending(), "in line");
+    drop(held);
+    assert_eq!(pool.status().waiting, 0, "handed to the waiter");
+    let closing = tokio::spawn({
+        let pool = pool.clone();
+        async move { pool.close(Duration::from_secs(5)).await }
+    });
+    yield_until("close", 100, || pool.is_closed()).await;
+    let got = get.await;
+    assert!(matches!(got, Err(PoolError::Closed)), "{got:?}");
+    assert!(closing.await.unwrap().is_ok());
+    assert_eq!(control.live(), 0);
+}
+
 /// A connection that runs a hook when it is closed (dropped), to act inside the moment
 /// between the pool choosing to close it and freeing its room.
 struct OnClose(CloseHook);

@@ -350,3 +350,30 @@ async fn every_connection_killed_under_load_fails_only_their_users() {
         "a killed connection is still open"
     );
 }
+
+/// A `keep` that panics in `retain` closes the connection it was given (in a state
+/// nobody knows) and frees its room; the unvisited ones stay.
+#[tokio::test(start_paused = true)]
+async fn a_panicking_retain_closes_the_visited_connection_and_frees_its_room() {
+    let (pool, control) = pool(|b| b.max_size(2));
+    let conns = (pool.get().await.unwrap(), pool.get().await.unwrap());
+    drop(conns);
+    let mut visited = 0;
+    let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        pool.retain(|_, _| {
+            visited += 1;
+            panic!("keep panics")
+        })
+    }));
+    assert!(unwound.is_err());
+    assert_eq!(visited, 1);
+    let status = pool.status();
+    assert_eq!(
+        (status.size, status.idle, control.live()),
+        (1, 1, 1),
+        "the visited one closed, its room freed: {status:?}"
+    );
+    let both = (pool.get().await.unwrap(), pool.try_get().await.unwrap());
+    assert_eq!(pool.status().size, 2, "the room is usable again");
+    drop(both);
+}
