@@ -31,7 +31,7 @@ use crate::opening::Raced;
 use crate::pool::{Opened, Shared, SlotGuard};
 use crate::state::{Grant, Idle, Open, State, WakeList, Watchdog};
 use crate::sync::MutexGuard;
-use crate::waiters::{Polled, WaitKey};
+use crate::waiters::{Place, Polled, WaitKey};
 use crate::{clock, Manager, PoolError, Pooled, TimeoutKind};
 
 /// How long a `get` may wait for a connection to come back.
@@ -159,7 +159,8 @@ impl<M: Manager> Future for Get<'_, M> {
                             return Poll::Ready(Ok(pooled));
                         }
                         Err(Some(taken)) => {
-                            this.state = shared.slow(wait, caller, clock::now(), Step::Idle(taken));
+                            this.state =
+                                shared.slow(wait, caller, clock::now(), Step::Idle(taken), None);
                             return this.poll_slow(cx);
                         }
                         // Closed as broken: look again.
@@ -180,13 +181,13 @@ impl<M: Manager> Future for Get<'_, M> {
             };
             // `Wait::No` has a deadline too, but never joins the line.
             let deadline = wait.deadline(now);
-            let next = match shared.decide(locked, now, wait, cx.waker(), deadline) {
+            let next = match shared.decide(locked, now, wait, cx.waker(), deadline, None) {
                 Step::Idle(taken) => match shared.checkout_now(taken, now, caller, now) {
                     Ok(pooled) => {
                         std::mem::forget(std::mem::replace(&mut this.state, GetState::Done));
                         return Poll::Ready(Ok(pooled));
                     }
-                    Err(unready) => shared.slow(wait, caller, now, Step::after(unready, now)),
+                    Err(unready) => shared.slow(wait, caller, now, Step::after(unready, now), None),
                 },
                 Step::Wait(turn, retry_at) => {
                     just_joined = true;
@@ -199,7 +200,7 @@ impl<M: Manager> Future for Get<'_, M> {
                         timer: None,
                     }
                 }
-                step => shared.slow(wait, caller, now, step),
+                step => shared.slow(wait, caller, now, step, None),
             };
             // The start state owns nothing (see above).
             std::mem::forget(std::mem::replace(&mut this.state, next));
@@ -214,6 +215,8 @@ impl<M: Manager> Future for Get<'_, M> {
         } = &mut this.state
         {
             let (wait, caller, started) = (*wait, *caller, *started);
+            // Should it have to wait again, it rejoins where it stood.
+            let place = Some(turn.place);
             let shared = this.shared;
             let polled = if just_joined {
                 Poll::Pending
@@ -242,7 +245,7 @@ impl<M: Manager> Future for Get<'_, M> {
                             return Poll::Ready(Ok(pooled));
                         }
                         Err(unready) => {
-                            shared.slow(wait, caller, started, Step::after(unready, now))
+                            shared.slow(wait, caller, started, Step::after(unready, now), place)
                         }
                     }
                 }
@@ -250,7 +253,9 @@ impl<M: Manager> Future for Get<'_, M> {
                     this.state = GetState::Done;
                     return Poll::Ready(Err(shared.timeout_error(TimeoutKind::Wait, wait.bound())));
                 }
-                Poll::Ready(grant) => shared.slow(wait, caller, started, Step::Granted(grant)),
+                Poll::Ready(grant) => {
+                    shared.slow(wait, caller, started, Step::Granted(grant), place)
+                }
                 Poll::Pending => {
                     // The watchdog keeps this caller's deadline: no timer of its own.
                     if turn.watched {
@@ -273,7 +278,7 @@ impl<M: Manager> Future for Get<'_, M> {
                     }
                     // The back-off ended while in line: look again, as a connect
                     // attempt may be due. Leaving the line gives back any grant.
-                    shared.slow(wait, caller, started, Step::look_again(now))
+                    shared.slow(wait, caller, started, Step::look_again(now), place)
                 }
             };
             this.state = next;
@@ -341,6 +346,8 @@ impl<M: Manager> Drop for TakenIdle<'_, M> {
 pub(crate) struct WaitTurn<'a, M: Manager> {
     shared: &'a Arc<Shared<M>>,
     key: Option<WaitKey>,
+    /// Where it first stood in line.
+    place: Place,
     /// The pool's watchdog keeps this caller's deadline (as of its last look).
     watched: bool,
 }
@@ -445,11 +452,16 @@ impl<M: Manager> Shared<M> {
         wait: Wait,
         waker: &Waker,
         watch: Option<Instant>,
+        place: Option<Place>,
     ) -> Step<'a, M> {
+        debug_assert!(
+            place.is_none() || watch.is_none(),
+            "a caller rejoining keeps its own deadline"
+        );
         enum Raw<C> {
             Idle(Idle<C>, Option<Instant>),
             Open,
-            Wait(WaitKey, Option<Instant>, bool),
+            Wait(WaitKey, Place, Option<Instant>, bool),
             Granted(Grant<C>),
             Exhausted,
         }
@@ -487,11 +499,13 @@ impl<M: Manager> Shared<M> {
                         Raw::Granted(st.backoff_grant(retry_at))
                     }
                     _ if matches!(wait, Wait::No) => Raw::Exhausted,
-                    Open::BackingOff { retry_at } => Raw::Wait(
-                        st.waiters.push_back(Some(waker.clone()), None),
-                        Some(retry_at),
-                        false,
-                    ),
+                    Open::BackingOff { retry_at } => {
+                        let (key, place) = match place {
+                            Some(place) => (st.waiters.rejoin(Some(waker.clone()), place), place),
+                            None => st.waiters.push_back(Some(waker.clone()), None),
+                        };
+                        Raw::Wait(key, place, Some(retry_at), false)
+                    }
                     Open::Later => {
                         let watch = watch
                             .filter(|&deadline| self.watch(&mut st, deadline, &mut spawn_watchdog));
@@ -501,8 +515,11 @@ impl<M: Manager> Shared<M> {
                                 st.watchdog = Watchdog::Running;
                             }
                         }
-                        let key = st.waiters.push_back(Some(waker.clone()), watch);
-                        Raw::Wait(key, None, watch.is_some())
+                        let (key, place) = match place {
+                            Some(place) => (st.waiters.rejoin(Some(waker.clone()), place), place),
+                            None => st.waiters.push_back(Some(waker.clone()), watch),
+                        };
+                        Raw::Wait(key, place, None, watch.is_some())
                     }
                 }
             };
@@ -525,10 +542,11 @@ impl<M: Manager> Shared<M> {
                 broken_at,
             }),
             Raw::Open => Step::Open(SlotGuard::adopt(self)),
-            Raw::Wait(key, retry_at, watched) => Step::Wait(
+            Raw::Wait(key, place, retry_at, watched) => Step::Wait(
                 WaitTurn {
                     shared: self,
                     key: Some(key),
+                    place,
                     watched,
                 },
                 retry_at,
@@ -585,20 +603,21 @@ impl<M: Manager> Shared<M> {
     #[cfg(all(feature = "tokio", not(pool_model)))]
     pub(crate) fn join_line<'a>(self: &'a Arc<Self>, waker: &Waker) -> WaitTurn<'a, M> {
         let mut wake = WakeList::default();
-        let key = {
+        let (key, place) = {
             let mut st = self.lock();
-            let key = st.waiters.push_back(Some(waker.clone()), None);
+            let (key, place) = st.waiters.push_back(Some(waker.clone()), None);
             // As in `decide`: a waiter bars the hand-back cell, and a connection parked
             // there goes to the first in line (perhaps this caller).
             if let Some(parked) = self.hand_back.bar_and_drain(bar::WAITERS) {
                 st.put_back(Idle::from_parked(parked), false, &mut wake);
             }
-            key
+            (key, place)
         };
         wake.wake();
         WaitTurn {
             shared: self,
             key: Some(key),
+            place,
             watched: false,
         }
     }
@@ -692,8 +711,9 @@ impl<M: Manager> Shared<M> {
         caller: &'static Location<'static>,
         started: Instant,
         step: Step<'a, M>,
+        place: Option<Place>,
     ) -> GetState<'a, M> {
-        GetState::Slow(Box::pin(self.acquire(wait, caller, started, step)))
+        GetState::Slow(Box::pin(self.acquire(wait, caller, started, step, place)))
     }
 
     /// The slow path, starting from the step the first poll decided.
@@ -703,6 +723,7 @@ impl<M: Manager> Shared<M> {
         caller: &'static Location<'static>,
         started: Instant,
         first: Step<'a, M>,
+        mut place: Option<Place>,
     ) -> GetResult<M> {
         // Read afresh, and precisely: the fast path may have decided on a coarse
         // reading, and what follows (checks, connects, back-offs) costs far more.
@@ -727,6 +748,7 @@ impl<M: Manager> Shared<M> {
                     return Err(self.timeout_error(TimeoutKind::Wait, Duration::ZERO))
                 }
                 Step::Wait(turn, retry_at) => {
+                    place.get_or_insert(turn.place);
                     let wake_at = earliest(deadline, retry_at);
                     let limit = wake_at.map(|at| at.saturating_duration_since(now));
                     let span =
@@ -790,7 +812,9 @@ impl<M: Manager> Shared<M> {
             }
             // Back in line after a failed attempt its deadline may be out of the
             // line's order: it keeps its own timer.
-            step = poll_fn(|cx| Poll::Ready(self.decide(None, now, wait, cx.waker(), None))).await;
+            // It rejoins where it first stood, if it stood in line before.
+            step = poll_fn(|cx| Poll::Ready(self.decide(None, now, wait, cx.waker(), None, place)))
+                .await;
         }
     }
 

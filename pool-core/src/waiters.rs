@@ -2,7 +2,10 @@
 //!
 //! Guarantees, relied on by the pool:
 //! - **First come, first served**: [`WaitQueue::pop_front`] yields callers in the
-//!   order of [`WaitQueue::push_back`].
+//!   order of [`WaitQueue::push_back`]. A caller that must wait again after its turn
+//!   came (its connection failed its check, a back-off ended) rejoins with
+//!   [`WaitQueue::rejoin`] at the place it first had: ahead of everyone who joined
+//!   after it did, as deadpool's and sqlx's callers keep their permit.
 //! - **Hand-off without a race**: a value given with [`WaitQueue::grant`] stays in the
 //!   caller's slot until the caller takes it with [`WaitQueue::poll`] or, if the
 //!   caller gave up, [`WaitQueue::cancel`] gives it back. A grant is therefore never
@@ -49,6 +52,8 @@ enum Slot<T> {
     },
     Queued {
         ticket: Ticket,
+        /// Its place in line: the ticket it first joined with (see [`Place`]).
+        place: Ticket,
         waker: Option<Waker>,
         /// The deadline someone else (the pool's watchdog) keeps for this caller.
         watch: Option<Instant>,
@@ -62,6 +67,10 @@ enum Slot<T> {
 /// [`WaitQueue::cancel`] is called with it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct WaitKey(Index);
+
+/// Where a caller first stood in line, kept across leaving and rejoining it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Place(Ticket);
 
 /// The first caller, just taken out of line: to be handed its value with
 /// [`WaitQueue::grant`] before the lock is released (its slot is written once, then).
@@ -129,16 +138,77 @@ impl<T> WaitQueue<T> {
 
     /// Puts a caller at the back of the line, with `watch`, a deadline kept by the
     /// watchdog, only if [`in_watch_order`](Self::in_watch_order) allowed it.
-    pub(crate) fn push_back(&mut self, waker: Option<Waker>, watch: Option<Instant>) -> WaitKey {
+    /// Returns its key and its place (to [`rejoin`](Self::rejoin) at, should its turn
+    /// come to nothing).
+    pub(crate) fn push_back(
+        &mut self,
+        waker: Option<Waker>,
+        watch: Option<Instant>,
+    ) -> (WaitKey, Place) {
         if let Some(deadline) = watch {
             debug_assert!(self.in_watch_order(deadline));
             self.watched += 1;
             self.latest_watched = Some(deadline);
         }
+        let (index, ticket) = self.occupy(waker, watch, None);
+        if self.line.len() == self.line.capacity() {
+            // The ring grows by a quarter too (entries are 8 bytes, slots 56).
+            self.line.reserve_exact((self.line.len() / 4).max(16));
+        }
+        self.line.push_back(Entry { index, ticket });
+        self.queued += 1;
+        (WaitKey(index), Place(ticket))
+    }
+
+    /// Puts a caller back at `place`, where it first stood: ahead of every caller in
+    /// line that first joined after it, behind the rest. Not watched (a deadline there
+    /// could be out of the watchdog's order). O(position), for the rare caller whose
+    /// turn came to nothing.
+    pub(crate) fn rejoin(&mut self, waker: Option<Waker>, place: Place) -> WaitKey {
+        let (index, ticket) = self.occupy(waker, None, Some(place));
+        // Tickets wrap: "after" is within half the ticket space ahead.
+        let after = |later: Ticket| (later.wrapping_sub(place.0) as i32) > 0;
+        let position = (0..self.line.len())
+            .find(|&position| {
+                let entry = self.line[position];
+                match self.slots[entry.index as usize] {
+                    Slot::Queued {
+                        ticket,
+                        place: theirs,
+                        ..
+                    } => ticket == entry.ticket && after(theirs),
+                    _ => false,
+                }
+            })
+            .unwrap_or(self.line.len());
+        self.line.insert(position, Entry { index, ticket });
+        self.queued += 1;
+        WaitKey(index)
+    }
+
+    /// Where the caller holding `key` first stood in line.
+    #[cfg(test)]
+    fn place(&self, key: WaitKey) -> Place {
+        match self.slots[key.0 as usize] {
+            Slot::Queued { place, .. } => Place(place),
+            _ => unreachable!("the place of a caller not in line"),
+        }
+    }
+
+    /// A slot for a caller joining now, under a fresh ticket; its place is `place`, or
+    /// this ticket for a first join.
+    #[inline]
+    fn occupy(
+        &mut self,
+        waker: Option<Waker>,
+        watch: Option<Instant>,
+        place: Option<Place>,
+    ) -> (Index, Ticket) {
         let ticket = self.next_ticket;
         self.next_ticket = ticket.wrapping_add(1);
         let slot = Slot::Queued {
             ticket,
+            place: place.map_or(ticket, |place| place.0),
             waker,
             watch,
         };
@@ -160,13 +230,7 @@ impl<T> WaitQueue<T> {
             self.slots.push(slot);
             index
         };
-        if self.line.len() == self.line.capacity() {
-            // The ring grows by a quarter too (entries are 8 bytes, slots 56).
-            self.line.reserve_exact((self.line.len() / 4).max(16));
-        }
-        self.line.push_back(Entry { index, ticket });
-        self.queued += 1;
-        WaitKey(index)
+        (index, ticket)
     }
 
     /// Whether `entry` still names a caller in line.
@@ -408,10 +472,10 @@ mod tests {
     fn watched_deadlines_must_not_go_backwards_and_reset_when_none_are_left() {
         let base = Instant::now();
         let mut q: WaitQueue<()> = WaitQueue::new();
-        let a = q.push_back(None, Some(at(base, 10)));
+        let a = q.push_back(None, Some(at(base, 10))).0;
         assert!(q.in_watch_order(at(base, 10)));
         assert!(!q.in_watch_order(at(base, 9)), "earlier than one in line");
-        let b = q.push_back(None, None);
+        let b = q.push_back(None, None).0;
         assert!(
             !q.in_watch_order(at(base, 9)),
             "unwatched callers do not count"
@@ -425,9 +489,9 @@ mod tests {
     fn expire_due_expires_only_passed_deadlines_and_skips_unwatched_callers() {
         let base = Instant::now();
         let mut q: WaitQueue<&str> = WaitQueue::new();
-        let own_timer = q.push_back(None, None);
-        let early = q.push_back(Some(noop()), Some(at(base, 10)));
-        let late = q.push_back(None, Some(at(base, 20)));
+        let own_timer = q.push_back(None, None).0;
+        let early = q.push_back(Some(noop()), Some(at(base, 10))).0;
+        let late = q.push_back(None, Some(at(base, 20))).0;
         let mut woken = 0;
         let next = q.expire_due(
             at(base, 15),
@@ -459,8 +523,8 @@ mod tests {
     fn unwatch_all_wakes_the_watched_and_leaves_them_in_line() {
         let base = Instant::now();
         let mut q: WaitQueue<()> = WaitQueue::new();
-        let a = q.push_back(Some(noop()), Some(at(base, 10)));
-        let b = q.push_back(Some(noop()), None);
+        let a = q.push_back(Some(noop()), Some(at(base, 10))).0;
+        let b = q.push_back(Some(noop()), None).0;
         let mut woken = 0;
         q.unwatch_all(|w| woken += usize::from(w.is_some()));
         assert_eq!(woken, 1, "only the watched caller is told");
@@ -474,10 +538,52 @@ mod tests {
         assert_eq!(q.pop_front().map(|p| p.key()), Some(b));
     }
 
+    /// Callers served in vain rejoin where they first stood, whatever order they come
+    /// back in: ahead of those who joined after them, and keeping that place.
+    #[test]
+    fn a_caller_rejoins_where_it_first_stood() {
+        let mut q: WaitQueue<()> = WaitQueue::new();
+        let a = q.push_back(None, None).0;
+        let b = q.push_back(None, None).0;
+        let c = q.push_back(None, None).0;
+        let (place_a, place_b) = (q.place(a), q.place(b));
+        for key in [a, b] {
+            let popped = q.pop_front().unwrap();
+            assert_eq!(popped.key(), key);
+            let _ = q.grant(popped, ());
+            assert!(matches!(q.poll(key, &noop()), Polled::Ready(())));
+        }
+        let cancelled = q.push_back(None, None).0;
+        assert_eq!(q.cancel(cancelled), None, "a stale entry in the way");
+        let d = q.push_back(None, None).0;
+        let b = q.rejoin(None, place_b);
+        let a = q.rejoin(None, place_a);
+        assert_eq!((q.place(a), q.place(b)), (place_a, place_b));
+        assert_ne!(q.place(c), place_a);
+        let order: Vec<_> = std::iter::from_fn(|| q.pop_front().map(|p| p.key())).collect();
+        assert_eq!(order, [a, b, c, d]);
+    }
+
+    /// Tickets wrap around: a place just before the wrap is still ahead of one after.
+    #[test]
+    fn rejoining_orders_places_across_the_ticket_wrap() {
+        let mut q: WaitQueue<()> = WaitQueue::new();
+        q.next_ticket = Ticket::MAX;
+        let early = q.push_back(None, None).0;
+        let late = q.push_back(None, None).0;
+        let place = q.place(early);
+        let popped = q.pop_front().unwrap();
+        let _ = q.grant(popped, ());
+        assert!(matches!(q.poll(early, &noop()), Polled::Ready(())));
+        let again = q.rejoin(None, place);
+        assert_eq!(q.pop_front().map(|p| p.key()), Some(again));
+        assert_eq!(q.pop_front().map(|p| p.key()), Some(late));
+    }
+
     #[test]
     fn pops_in_push_order() {
         let mut q: WaitQueue<()> = WaitQueue::new();
-        let keys: Vec<_> = (0..5).map(|_| q.push_back(None, None)).collect();
+        let keys: Vec<_> = (0..5).map(|_| q.push_back(None, None).0).collect();
         let popped: Vec<_> = std::iter::from_fn(|| q.pop_front().map(|p| p.key())).collect();
         assert_eq!(keys, popped);
         assert!(q.is_empty());
@@ -486,12 +592,12 @@ mod tests {
     #[test]
     fn cancel_in_the_middle_keeps_order_and_reuses_slots() {
         let mut q: WaitQueue<u32> = WaitQueue::new();
-        let a = q.push_back(None, None);
-        let b = q.push_back(None, None);
-        let c = q.push_back(None, None);
+        let a = q.push_back(None, None).0;
+        let b = q.push_back(None, None).0;
+        let c = q.push_back(None, None).0;
         assert_eq!(q.cancel(b), None);
         assert_eq!(q.len(), 2);
-        let d = q.push_back(None, None);
+        let d = q.push_back(None, None).0;
         assert_eq!(d, b, "the freed slot is reused");
         assert_eq!(q.pop_front().map(|p| p.key()), Some(a));
         assert_eq!(q.pop_front().map(|p| p.key()), Some(c));
@@ -502,13 +608,13 @@ mod tests {
     #[test]
     fn cancelled_callers_leave_no_more_entries_behind_than_live_ones() {
         let mut q: WaitQueue<()> = WaitQueue::new();
-        let first = q.push_back(None, None);
+        let first = q.push_back(None, None).0;
         for _ in 0..10_000 {
-            let key = q.push_back(None, None);
+            let key = q.push_back(None, None).0;
             assert_eq!(q.cancel(key), None);
             assert!(q.line.len() <= 2 * q.len() + 17, "{} entries", q.line.len());
         }
-        let last = q.push_back(None, None);
+        let last = q.push_back(None, None).0;
         assert_eq!(q.len(), 2);
         assert_eq!(q.pop_front().map(|p| p.key()), Some(first));
         assert_eq!(q.pop_front().map(|p| p.key()), Some(last));
@@ -520,9 +626,9 @@ mod tests {
     fn expired_callers_leave_no_entries_behind() {
         let base = Instant::now();
         let mut q: WaitQueue<&str> = WaitQueue::new();
-        let unwatched = q.push_back(None, None);
+        let unwatched = q.push_back(None, None).0;
         for round in 0..1_000 {
-            let key = q.push_back(None, Some(at(base, round)));
+            let key = q.push_back(None, Some(at(base, round))).0;
             assert_eq!(q.expire_due(at(base, round), || "expired", |_| {}), None);
             assert!(matches!(q.poll(key, &noop()), Polled::Ready("expired")));
             assert!(q.line.len() <= 2 * q.len() + 17, "{} entries", q.line.len());
@@ -535,7 +641,7 @@ mod tests {
     #[test]
     fn a_granted_value_is_returned_by_cancel() {
         let mut q = WaitQueue::new();
-        let a = q.push_back(None, None);
+        let a = q.push_back(None, None).0;
         let popped = q.pop_front().unwrap();
         assert_eq!(popped.key(), a);
         assert!(q.grant(popped, 7).is_none());
@@ -545,7 +651,7 @@ mod tests {
     #[test]
     fn poll_takes_a_grant_once_and_stores_wakers_before() {
         let mut q = WaitQueue::new();
-        let a = q.push_back(None, None);
+        let a = q.push_back(None, None).0;
         assert!(matches!(q.poll(a, &noop()), Polled::Pending { .. }));
         let popped = q.pop_front().unwrap();
         assert!(
@@ -553,7 +659,7 @@ mod tests {
             "the stored waker is handed back"
         );
         assert!(matches!(q.poll(a, &noop()), Polled::Ready("conn")));
-        let b = q.push_back(None, None);
+        let b = q.push_back(None, None).0;
         assert_eq!(b, a, "the slot was released by the successful poll");
     }
 }

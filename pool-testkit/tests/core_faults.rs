@@ -377,3 +377,33 @@ async fn a_panicking_retain_closes_the_visited_connection_and_frees_its_room() {
     assert_eq!(pool.status().size, 2, "the room is usable again");
     drop(both);
 }
+
+/// A waiter whose connection fails its check waits again where it stood, not behind
+/// those who came after it: after a restart, a caller unlucky enough to be handed a
+/// dead connection is not sent to the back of the line.
+#[tokio::test(start_paused = true)]
+async fn a_waiter_whose_connection_fails_its_check_keeps_its_place() {
+    let (pool, control) = pool(|b| b.max_size(1).check_interval(Duration::ZERO));
+    let held = pool.get().await.unwrap();
+    let served = Arc::new(Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for name in ["a", "b", "c"] {
+        let (waiter, served) = (pool.clone(), Arc::clone(&served));
+        tasks.push(tokio::spawn(async move {
+            let conn = waiter.get().await.unwrap();
+            served.lock().unwrap().push(name);
+            drop(conn);
+        }));
+        let waiting = tasks.len();
+        core_common::yield_until("in line", 100, || pool.status().waiting == waiting).await;
+    }
+    control.fail_next_recycles(1);
+    // To `a`, whose check fails: the room goes to `b`, who opens a connection, and `a`
+    // waits again, ahead of `c`.
+    drop(held);
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(*served.lock().unwrap(), ["b", "a", "c"]);
+    assert_eq!(control.recycles_failed(), 1);
+}
