@@ -528,10 +528,12 @@ impl<M: Manager> Shared<M> {
             }
             raw
         };
-        wake.wake();
+        // Before the wakers run: should one of them panic, the watchdog the state
+        // counts as running exists all the same.
         if spawn_watchdog {
             self.spawn_watchdog();
         }
+        wake.wake();
         if let Some(waker) = watchdog_waker {
             waker.wake();
         }
@@ -766,6 +768,11 @@ impl<M: Manager> Shared<M> {
                     }
                 }
             };
+            // A caller whose turn brought a connection that came to nothing (it failed
+            // its check, or was found broken) rejoins the line where it first stood.
+            // One whose back-off ended joins at the back: those come back together, in
+            // their first order already, and placing each would cost a walk of the line.
+            let mut served_in_vain = false;
             match grant {
                 Grant::Conn(idle, broken_at, _) => {
                     if let Some(pooled) =
@@ -773,6 +780,7 @@ impl<M: Manager> Shared<M> {
                     {
                         return Ok(pooled);
                     }
+                    served_in_vain = true;
                     now = clock::now();
                 }
                 Grant::Slot => {
@@ -812,9 +820,11 @@ impl<M: Manager> Shared<M> {
             }
             // Back in line after a failed attempt its deadline may be out of the
             // line's order: it keeps its own timer.
-            // It rejoins where it first stood, if it stood in line before.
-            step = poll_fn(|cx| Poll::Ready(self.decide(None, now, wait, cx.waker(), None, place)))
-                .await;
+            let rejoin_at = place.filter(|_| served_in_vain);
+            step = poll_fn(|cx| {
+                Poll::Ready(self.decide(None, now, wait, cx.waker(), None, rejoin_at))
+            })
+            .await;
         }
     }
 

@@ -319,8 +319,10 @@ impl<M: Manager> Drop for Retaining<'_, M> {
         let mut closing = ToClose::new();
         {
             let mut st = self.shared.lock();
+            // Closed as `retain` would have: a panicking closure says nothing about
+            // the server, so its peers are not made suspect.
             if let Some(idle) = self.visiting.take() {
-                st.close_later(&mut closing, idle.conn, CloseReason::Broken);
+                st.close_later(&mut closing, idle.conn, CloseReason::Retain);
             }
             for (conn, reason) in self.removed.drain(..) {
                 st.close_later(&mut closing, conn, reason);
@@ -546,7 +548,8 @@ impl<M: Manager> Shared<M> {
                 || idle
                     .idle_since
                     .checked_add(interval)
-                    .is_none_or(|at| at <= now)
+                    // An interval too long for an `Instant` never comes due.
+                    .is_some_and(|at| at <= now)
         });
         due.then_some(CheckReason::Idle)
     }

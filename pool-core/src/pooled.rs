@@ -120,6 +120,10 @@ impl<M: Manager> Pooled<M> {
         match hooks::run_async(&shared.hooks.after_connect, &mut conn.raw, &conn.info).await {
             Ok(()) => {
                 conn.checkout.checking = false;
+                // Closed while the hooks ran: its return closes it, as after a check.
+                if shared.lock().closed {
+                    return Err(PoolError::Closed);
+                }
                 Ok(())
             }
             Err(e) => {

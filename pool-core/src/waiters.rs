@@ -44,6 +44,8 @@ const NIL: Index = Index::MAX;
 /// its slot. It wraps after 2^32 pushes, but a stale entry cannot live that long: it
 /// leaves the ring when a pop reaches it or a sweep runs, so while it stays, every
 /// entry pushed after it is still behind it, and 2^32 of them would be a 32 GiB ring.
+/// Only a rejoining caller is put ahead of it, and each of those first needed a
+/// connection to fail its check: 2^32 of them would take years of failures.
 type Ticket = u32;
 
 enum Slot<T> {
@@ -163,7 +165,9 @@ impl<T> WaitQueue<T> {
     /// Puts a caller back at `place`, where it first stood: ahead of every caller in
     /// line that first joined after it, behind the rest. Not watched (a deadline there
     /// could be out of the watchdog's order). O(position), for the rare caller whose
-    /// turn came to nothing.
+    /// turn came to nothing (at most one per connection that failed its check): not
+    /// for callers coming back in bulk. Places more than 2^31 tickets apart compare
+    /// the wrong way round, which can only misorder callers, not lose one.
     pub(crate) fn rejoin(&mut self, waker: Option<Waker>, place: Place) -> WaitKey {
         let (index, ticket) = self.occupy(waker, None, Some(place));
         // Tickets wrap: "after" is within half the ticket space ahead.
@@ -181,6 +185,9 @@ impl<T> WaitQueue<T> {
                 }
             })
             .unwrap_or(self.line.len());
+        if self.line.len() == self.line.capacity() {
+            self.line.reserve_exact((self.line.len() / 4).max(16));
+        }
         self.line.insert(position, Entry { index, ticket });
         self.queued += 1;
         WaitKey(index)

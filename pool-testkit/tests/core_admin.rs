@@ -204,6 +204,36 @@ async fn a_get_checking_when_the_pool_closes_fails_with_closed() {
     assert_eq!(control.live(), 0);
 }
 
+/// A get whose `after_connect` hook straddles `close` fails with `Closed` too, and
+/// the connection it opened is closed.
+#[tokio::test(start_paused = true)]
+async fn a_get_in_after_connect_when_the_pool_closes_fails_with_closed() {
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let (pool, control) = pool(|b| {
+        let gate = Arc::clone(&gate);
+        b.max_size(1).after_connect(move |_conn, _info| {
+            let gate = Arc::clone(&gate);
+            Box::pin(async move {
+                gate.acquire().await.unwrap().forget();
+                Ok(())
+            })
+        })
+    });
+    let getting = tokio::spawn({
+        let pool = pool.clone();
+        async move { pool.get().await.map(drop) }
+    });
+    yield_until("the connect", 100, || control.connects_succeeded() == 1).await;
+    assert!(
+        pool.close(Duration::ZERO).await.is_err(),
+        "one is still out"
+    );
+    gate.add_permits(1);
+    let got = getting.await.unwrap();
+    assert!(matches!(got, Err(PoolError::Closed)), "{got:?}");
+    assert_eq!((pool.status().size, control.live()), (0, 0));
+}
+
 /// A waiter handed a connection before `close`, polled after it, fails with `Closed`
 /// and the connection is closed.
 #[tokio::test(start_paused = true)]

@@ -42,6 +42,17 @@ async fn a_lifetime_too_long_for_an_instant_never_ends() {
     assert_eq!(control.live(), 1);
 }
 
+/// A `check_interval` too long for an `Instant` never comes due: no check on any
+/// checkout.
+#[tokio::test(start_paused = true)]
+async fn a_check_interval_too_long_for_an_instant_never_comes_due() {
+    let (pool, control) = pool(|b| b.max_size(1).check_interval(Duration::MAX));
+    drop(pool.get().await.unwrap());
+    drop(pool.get().await.unwrap());
+    assert_eq!(pool.status().size, 1, "the same connection, reused");
+    assert_eq!(control.recycles(), 0, "checked although never due");
+}
+
 /// Upkeep with an `idle_timeout` too long for an `Instant` still closes the expired
 /// connections it took out of the list, and frees their room.
 #[tokio::test(start_paused = true)]

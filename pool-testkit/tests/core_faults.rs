@@ -375,6 +375,11 @@ async fn a_panicking_retain_closes_the_visited_connection_and_frees_its_room() {
     );
     let both = (pool.get().await.unwrap(), pool.try_get().await.unwrap());
     assert_eq!(pool.status().size, 2, "the room is usable again");
+    assert_eq!(
+        control.recycles(),
+        0,
+        "a closure's panic does not make the idle peers suspect"
+    );
     drop(both);
 }
 
