@@ -454,10 +454,6 @@ impl<M: Manager> Shared<M> {
         watch: Option<Instant>,
         place: Option<Place>,
     ) -> Step<'a, M> {
-        debug_assert!(
-            place.is_none() || watch.is_none(),
-            "a caller rejoining keeps its own deadline"
-        );
         enum Raw<C> {
             Idle(Idle<C>, Option<Instant>),
             Open,
@@ -500,10 +496,7 @@ impl<M: Manager> Shared<M> {
                     }
                     _ if matches!(wait, Wait::No) => Raw::Exhausted,
                     Open::BackingOff { retry_at } => {
-                        let (key, place) = match place {
-                            Some(place) => (st.waiters.rejoin(Some(waker.clone()), place), place),
-                            None => st.waiters.push_back(Some(waker.clone()), None),
-                        };
+                        let (key, place) = st.waiters.join(Some(waker.clone()), None, place);
                         Raw::Wait(key, place, Some(retry_at), false)
                     }
                     Open::Later => {
@@ -515,10 +508,7 @@ impl<M: Manager> Shared<M> {
                                 st.watchdog = Watchdog::Running;
                             }
                         }
-                        let (key, place) = match place {
-                            Some(place) => (st.waiters.rejoin(Some(waker.clone()), place), place),
-                            None => st.waiters.push_back(Some(waker.clone()), watch),
-                        };
+                        let (key, place) = st.waiters.join(Some(waker.clone()), watch, place);
                         Raw::Wait(key, place, None, watch.is_some())
                     }
                 }

@@ -2,8 +2,8 @@
 //!
 //! Guarantees, relied on by the pool:
 //! - **First come, first served**: [`WaitQueue::pop_front`] yields callers in the
-//!   order of [`WaitQueue::push_back`]. A caller that must wait again after its turn
-//!   came (its connection failed its check, a back-off ended) rejoins with
+//!   order of [`WaitQueue::push_back`]. A caller that must wait again because its turn
+//!   came to nothing (its connection failed its check) rejoins with
 //!   [`WaitQueue::rejoin`] at the place it first had: ahead of everyone who joined
 //!   after it did, as deadpool's and sqlx's callers keep their permit.
 //! - **Hand-off without a race**: a value given with [`WaitQueue::grant`] stays in the
@@ -153,13 +153,27 @@ impl<T> WaitQueue<T> {
             self.latest_watched = Some(deadline);
         }
         let (index, ticket) = self.occupy(waker, watch, None);
-        if self.line.len() == self.line.capacity() {
-            // The ring grows by a quarter too (entries are 8 bytes, slots 56).
-            self.line.reserve_exact((self.line.len() / 4).max(16));
-        }
+        self.make_room_in_line();
         self.line.push_back(Entry { index, ticket });
         self.queued += 1;
         (WaitKey(index), Place(ticket))
+    }
+
+    /// A caller joining the line: at its `place` if it stood there before (see
+    /// [`rejoin`](Self::rejoin); it then has no deadline to watch), else at the back.
+    pub(crate) fn join(
+        &mut self,
+        waker: Option<Waker>,
+        watch: Option<Instant>,
+        place: Option<Place>,
+    ) -> (WaitKey, Place) {
+        match place {
+            Some(place) => {
+                debug_assert!(watch.is_none(), "a caller rejoining keeps its own deadline");
+                (self.rejoin(waker, place), place)
+            }
+            None => self.push_back(waker, watch),
+        }
     }
 
     /// Puts a caller back at `place`, where it first stood: ahead of every caller in
@@ -171,26 +185,32 @@ impl<T> WaitQueue<T> {
     pub(crate) fn rejoin(&mut self, waker: Option<Waker>, place: Place) -> WaitKey {
         let (index, ticket) = self.occupy(waker, None, Some(place));
         // Tickets wrap: "after" is within half the ticket space ahead.
-        let after = |later: Ticket| (later.wrapping_sub(place.0) as i32) > 0;
-        let position = (0..self.line.len())
-            .find(|&position| {
-                let entry = self.line[position];
-                match self.slots[entry.index as usize] {
-                    Slot::Queued {
-                        ticket,
-                        place: theirs,
-                        ..
-                    } => ticket == entry.ticket && after(theirs),
-                    _ => false,
-                }
-            })
+        let after = |theirs: Place| (theirs.0.wrapping_sub(place.0) as i32) > 0;
+        let position = self
+            .line
+            .iter()
+            .position(|&entry| self.place_of(entry).is_some_and(after))
             .unwrap_or(self.line.len());
-        if self.line.len() == self.line.capacity() {
-            self.line.reserve_exact((self.line.len() / 4).max(16));
-        }
+        self.make_room_in_line();
         self.line.insert(position, Entry { index, ticket });
         self.queued += 1;
         WaitKey(index)
+    }
+
+    /// The ring grows by a quarter when full, as the slab does (entries are 8 bytes,
+    /// slots 56).
+    fn make_room_in_line(&mut self) {
+        if self.line.len() == self.line.capacity() {
+            self.line.reserve_exact((self.line.len() / 4).max(16));
+        }
+    }
+
+    /// The place of the caller `entry` names, if it is live.
+    fn place_of(&self, entry: Entry) -> Option<Place> {
+        match self.slots[entry.index as usize] {
+            Slot::Queued { ticket, place, .. } if ticket == entry.ticket => Some(Place(place)),
+            _ => None,
+        }
     }
 
     /// Where the caller holding `key` first stood in line.
@@ -242,10 +262,7 @@ impl<T> WaitQueue<T> {
 
     /// Whether `entry` still names a caller in line.
     fn is_live(&self, entry: Entry) -> bool {
-        matches!(
-            self.slots[entry.index as usize],
-            Slot::Queued { ticket, .. } if ticket == entry.ticket
-        )
+        self.place_of(entry).is_some()
     }
 
     /// Takes the first caller out of line; give it its value with [`grant`](Self::grant)
