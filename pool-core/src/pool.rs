@@ -161,7 +161,7 @@ impl<M: Manager> Pool<M> {
 
     /// Whether [`close`](Self::close) was called.
     pub fn is_closed(&self) -> bool {
-        self.shared.lock().closed
+        self.shared.is_closed()
     }
 
     /// Changes `max_size`. Growing lets waiters open connections at once; shrinking
@@ -193,9 +193,7 @@ impl<M: Manager> Pool<M> {
                 shared.hand_back.unbar(bar::OVER_SIZE);
             }
             // Oldest first: they would be reused last. Still counted until closed.
-            let excess_count = (st.size - st.closing)
-                .saturating_sub(max_size)
-                .min(st.idle.len());
+            let excess_count = st.excess().min(st.idle.len());
             for _ in 0..excess_count {
                 let idle = st.idle.pop_front().expect("excess_count <= idle.len()");
                 st.close_later(&mut excess, idle.conn, CloseReason::Resized);
@@ -243,7 +241,7 @@ impl<M: Manager> Pool<M> {
             if kept {
                 visit.kept.push(idle);
             } else {
-                visit.removed.push((idle.conn, CloseReason::Retain));
+                visit.removed.push(idle.conn);
             }
         }
         visit.removed.len()
@@ -310,7 +308,7 @@ struct Retaining<'a, M: Manager> {
     pending: std::vec::IntoIter<Idle<M::Connection>>,
     visiting: Option<Idle<M::Connection>>,
     kept: Vec<Idle<M::Connection>>,
-    removed: Vec<(Conn<M::Connection>, CloseReason)>,
+    removed: Vec<Conn<M::Connection>>,
 }
 
 impl<M: Manager> Drop for Retaining<'_, M> {
@@ -319,13 +317,12 @@ impl<M: Manager> Drop for Retaining<'_, M> {
         let mut closing = ToClose::new();
         {
             let mut st = self.shared.lock();
-            // Closed as `retain` would have: a panicking closure says nothing about
-            // the server, so its peers are not made suspect.
-            if let Some(idle) = self.visiting.take() {
-                st.close_later(&mut closing, idle.conn, CloseReason::Retain);
-            }
-            for (conn, reason) in self.removed.drain(..) {
-                st.close_later(&mut closing, conn, reason);
+            // The one `keep` panicked on is closed as those it turned down: a
+            // panicking closure says nothing about the server, so its peers are not
+            // made suspect.
+            let visited = self.visiting.take().map(|idle| idle.conn);
+            for conn in self.removed.drain(..).chain(visited) {
+                st.close_later(&mut closing, conn, CloseReason::Retain);
             }
             for idle in self.kept.drain(..).chain(self.pending.by_ref()) {
                 st.give_back(idle, false, &mut wake, &mut closing);
@@ -480,6 +477,12 @@ impl<M: Manager> Shared<M> {
         }
     }
 
+    /// Whether the pool was closed: asked again by a caller who awaited a check or a
+    /// hook, which `close` may have come during.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.lock().closed
+    }
+
     /// The counts `st` (the pool's state, locked) gives, with an idle connection parked
     /// in the hand-back cell counted idle: it is not in the list, and, counted in
     /// `size`, the state counts it in use. (Read under the lock, so `in_use` includes
@@ -599,7 +602,7 @@ impl<M: Manager> Shared<M> {
             }
             pooled.set_checking(false);
         }
-        if (reason.is_some() || !self.hooks.before_checkout.is_empty()) && self.lock().closed {
+        if (reason.is_some() || !self.hooks.before_checkout.is_empty()) && self.is_closed() {
             // Closed while it was being checked: its return closes it, as a connect
             // that ends after `close` does.
             drop(pooled);

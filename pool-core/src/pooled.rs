@@ -121,7 +121,7 @@ impl<M: Manager> Pooled<M> {
             Ok(()) => {
                 conn.checkout.checking = false;
                 // Closed while the hooks ran: its return closes it, as after a check.
-                if shared.lock().closed {
+                if shared.is_closed() {
                     return Err(PoolError::Closed);
                 }
                 Ok(())

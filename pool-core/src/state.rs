@@ -396,7 +396,13 @@ impl<C> State<C> {
     /// Whether the pool is above its `max_size` (after a shrink), not counting the
     /// connections already chosen to close.
     pub(crate) fn above_max_size(&self) -> bool {
-        self.size - self.closing > self.max_size
+        self.excess() > 0
+    }
+
+    /// How many connections the pool has above its `max_size` (after a shrink), not
+    /// counting those already chosen to close.
+    pub(crate) fn excess(&self) -> usize {
+        (self.size - self.closing).saturating_sub(self.max_size)
     }
 
     /// Chooses a counted connection to close once the lock is released.

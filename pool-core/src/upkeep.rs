@@ -213,15 +213,15 @@ impl<M: Manager> Shared<M> {
                 while index < st.idle.len() && st.idle.len() > st.min_idle {
                     let seen = st.idle[index].conn.seen_idle_at.unwrap_or(now);
                     // An idle timeout too long for an `Instant` never ends.
-                    let closes_at = seen.checked_add(idle_timeout);
-                    if closes_at.is_none_or(|at| at > now) {
-                        if let Some(at) = closes_at {
-                            next = earliest(next, at);
+                    match seen.checked_add(idle_timeout) {
+                        Some(closes_at) if closes_at <= now => {
+                            let idle = st.idle.remove(index).expect("index is in bounds");
+                            st.close_later(&mut closing, idle.conn, CloseReason::Idle);
                         }
-                        index += 1;
-                    } else {
-                        let idle = st.idle.remove(index).expect("index is in bounds");
-                        st.close_later(&mut closing, idle.conn, CloseReason::Idle);
+                        closes_at => {
+                            next = closes_at.map_or(next, |at| earliest(next, at));
+                            index += 1;
+                        }
                     }
                 }
             }
