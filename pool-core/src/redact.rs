@@ -21,17 +21,7 @@ pub const MASK: &str = "***";
 /// assert_eq!(mask_url_password("app:s3cret@db", &["password"]), None);
 /// ```
 pub fn mask_url_password(url: &str, password_params: &[&str]) -> Option<String> {
-    let scheme_len = url.find("://")?;
-    let is_scheme = |s: &str| {
-        s.starts_with(|c: char| c.is_ascii_alphabetic())
-            && s.chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
-    };
-    // `key=value` text may hold a `://` further on (in a password, say).
-    if !is_scheme(&url[..scheme_len]) {
-        return None;
-    }
-    let scheme_end = scheme_len + 3;
+    let scheme_end = url_scheme(url)?.len() + 3;
     let (scheme, rest) = url.split_at(scheme_end);
     let (before_query, query) = match rest.find('?') {
         Some(i) => (&rest[..i], Some(&rest[i + 1..])),
@@ -75,6 +65,26 @@ pub fn mask_url_password(url: &str, password_params: &[&str]) -> Option<String> 
         }
     }
     Some(out)
+}
+
+/// The scheme `text` starts with, as in `scheme://...`: letters, digits, `+`, `-` and
+/// `.`, beginning with a letter. `None` for text without one, such as a `key=value`
+/// string that holds a `://` further on (in a password, say).
+///
+/// ```
+/// use pool_core::redact::url_scheme;
+///
+/// assert_eq!(url_scheme("postgress://app@db/x"), Some("postgress"));
+/// assert_eq!(url_scheme("host=db password=a://b"), None);
+/// assert_eq!(url_scheme("app:s3cret@db"), None);
+/// ```
+pub fn url_scheme(text: &str) -> Option<&str> {
+    let (scheme, _) = text.split_once("://")?;
+    let is_scheme = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    is_scheme.then_some(scheme)
 }
 
 /// Text that could not be read as a URL (a mistyped one, say), shown as far as it can

@@ -136,15 +136,15 @@ async fn reset_without_com_reset(raw: &mut Conn) -> Result<(), Error> {
 /// mysql_async's options for a URL, with the problem named (never the password).
 pub(crate) fn parse_url(url: &str) -> Result<Opts, ConfigError> {
     const EXPECTED: &str = "expected `mysql://user:password@host:port/database`";
-    match url.trim().split_once("://") {
-        Some((scheme, _)) if scheme.eq_ignore_ascii_case("mysql") => {}
-        Some((scheme, _)) if !scheme.contains(['@', ':', '/']) => {
+    match pool_core::redact::url_scheme(url.trim()) {
+        Some(scheme) if scheme.eq_ignore_ascii_case("mysql") => {}
+        Some(scheme) => {
             return Err(ConfigError::url(
                 url,
                 format!("unsupported scheme `{scheme}://`: {EXPECTED}"),
             ));
         }
-        _ => {
+        None => {
             return Err(ConfigError::url(
                 url,
                 format!("not a `mysql://` URL: {EXPECTED}"),

@@ -201,12 +201,11 @@ impl Manager {
 /// tokio-postgres's config for a URL or `key=value` string, and the pool's own
 /// options in it.
 pub(crate) fn parse_url(url: &str) -> Result<(tokio_postgres::Config, PoolOptions), ConfigError> {
-    let trimmed = url.trim_start();
-    if let Some((scheme, _)) = trimmed.split_once("://") {
+    if let Some(scheme) = pool_core::redact::url_scheme(url.trim_start()) {
         let known = ["postgres", "postgresql"];
         // tokio-postgres would read any other as a `key=value` string and report an
         // unexpected end of it.
-        if !scheme.contains(['=', ' ']) && !known.iter().any(|k| scheme.eq_ignore_ascii_case(k)) {
+        if !known.iter().any(|k| scheme.eq_ignore_ascii_case(k)) {
             return Err(ConfigError::new(
                 url,
                 format!(
