@@ -131,6 +131,23 @@ fn blackhole() -> u16 {
     port
 }
 
+/// The error of a first `get` from a pool with these bounds, which must fail (its host
+/// never answers), and how long it took.
+async fn first_get(
+    manager: Manager,
+    connect_timeout: Duration,
+    wait_timeout: Duration,
+) -> (PoolError, Duration) {
+    let pool = Pool::builder(manager)
+        .connect_timeout(connect_timeout)
+        .wait_timeout(wait_timeout)
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    let err = pool.get().await.expect_err("connected to a blackhole");
+    (err, started.elapsed())
+}
+
 #[tokio::test]
 async fn an_unanswering_host_fails_with_a_connect_timeout_naming_it() {
     let port = blackhole();
@@ -138,14 +155,7 @@ async fn an_unanswering_host_fails_with_a_connect_timeout_naming_it() {
     let connect_timeout = Duration::from_millis(300);
     let manager =
         Manager::from_url(&format!("postgres://app:s3cret@{target}/x")).expect("a valid URL");
-    let pool = Pool::builder(manager)
-        .connect_timeout(connect_timeout)
-        .wait_timeout(Duration::from_secs(30))
-        .build()
-        .unwrap();
-    let started = Instant::now();
-    let err = pool.get().await.expect_err("connected to a blackhole");
-    let elapsed = started.elapsed();
+    let (err, elapsed) = first_get(manager, connect_timeout, Duration::from_secs(30)).await;
     let message = err.to_string();
     assert!(
         elapsed < Duration::from_secs(1),
@@ -164,8 +174,6 @@ async fn an_unanswering_host_fails_with_a_connect_timeout_naming_it() {
     assert!(!message.contains("s3cret"), "{message}");
 }
 
-/// A mistyped URL is named as one, with what was typed shown without the password,
-/// through the manager and through a config's pool alike.
 /// The connection string's own `connect_timeout` (whole seconds, as libpq reads it)
 /// bounds the whole connect, as libpq's does, not only the socket's: a host that
 /// accepts and never answers fails after it, well before the pool's own bound.
@@ -176,14 +184,8 @@ async fn the_urls_connect_timeout_bounds_the_whole_connect() {
         "postgres://app:s3cret@127.0.0.1:{port}/x?connect_timeout=1"
     ))
     .expect("a valid URL");
-    let pool = Pool::builder(manager)
-        .connect_timeout(Duration::from_secs(60))
-        .wait_timeout(Duration::from_secs(60))
-        .build()
-        .unwrap();
-    let started = Instant::now();
-    let err = pool.get().await.expect_err("connected to a blackhole");
-    let elapsed = started.elapsed();
+    let long = Duration::from_secs(60);
+    let (err, elapsed) = first_get(manager, long, long).await;
     let message = err.to_string();
     assert!(
         elapsed < Duration::from_secs(10),
@@ -201,6 +203,8 @@ async fn the_urls_connect_timeout_bounds_the_whole_connect() {
     assert!(!message.contains("s3cret"), "{message}");
 }
 
+/// A mistyped URL is named as one, with what was typed shown without the password,
+/// through the manager and through a config's pool alike.
 #[test]
 fn a_mistyped_url_says_so_without_the_password() {
     let cases = [
