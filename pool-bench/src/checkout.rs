@@ -293,6 +293,14 @@ pub fn run(options: &Options, report: &mut Report, targets: &mut Targets) {
     };
     eprintln!("checkout: one task on a current-thread runtime");
     let one_thread_entries = run_config(one_thread, options);
+    let hold_one_thread = Config {
+        mode: Mode::Hold,
+        size: 4,
+        tasks: 16,
+        current_thread: true,
+    };
+    eprintln!("checkout: hold across an await, size 4, 16 tasks on a current-thread runtime");
+    let hold_one_thread_entries = run_config(hold_one_thread, options);
 
     for (config, entries) in &results {
         for entry in entries {
@@ -308,6 +316,13 @@ pub fn run(options: &Options, report: &mut Report, targets: &mut Targets) {
     for entry in &one_thread_entries {
         report.check(
             "checkout, one task, current thread",
+            entry.name,
+            &entry.result,
+        );
+    }
+    for entry in &hold_one_thread_entries {
+        report.check(
+            "checkout, hold across an await, size 4, 16 tasks, current thread",
             entry.name,
             &entry.result,
         );
@@ -331,6 +346,25 @@ pub fn run(options: &Options, report: &mut Report, targets: &mut Targets) {
     }
 
     report.heading(3, "1.3 one task, current-thread runtime, pool size 4");
+    one_thread_table(report, &one_thread_entries);
+    report.heading(
+        3,
+        "1.4 hold across an await on a current-thread runtime, pool size 4, 16 tasks",
+    );
+    report.text(
+        "The pool running dry as in 1.2, on one thread: no cache line moves between \
+         cores, so this table shows what each contender's waiting path costs in work \
+         alone, and its difference from 1.2 what two cores sharing the pool's state \
+         cost.\n\n",
+    );
+    one_thread_table(report, &hold_one_thread_entries);
+
+    chart(report, &results, sizes, tasks);
+    check_targets(targets, &results, &one_thread_entries);
+}
+
+/// The table of a configuration on a current-thread runtime: one row per contender.
+fn one_thread_table(report: &mut Report, entries: &[Entry]) {
     let mut table = Table::new(&[
         "contender",
         ">median ns/op",
@@ -338,8 +372,8 @@ pub fn run(options: &Options, report: &mut Report, targets: &mut Targets) {
         ">ops/run",
         ">vs pool-core",
     ]);
-    let core = core_median(&one_thread_entries);
-    for entry in &one_thread_entries {
+    let core = core_median(entries);
+    for entry in entries {
         let samples = &entry.result.samples;
         match (
             &entry.result.problem,
@@ -366,9 +400,6 @@ pub fn run(options: &Options, report: &mut Report, targets: &mut Targets) {
         }
     }
     report.table(&table);
-
-    chart(report, &results, sizes, tasks);
-    check_targets(targets, &results, &one_thread_entries);
 }
 
 fn chart(report: &mut Report, results: &[(Config, Vec<Entry>)], sizes: &[usize], tasks: &[usize]) {
