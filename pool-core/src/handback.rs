@@ -3,38 +3,45 @@
 //! Most returns are followed by a checkout with nobody waiting in between: a task that
 //! queries in a loop, or tasks on one worker thread taking turns. The locked path costs
 //! each of them a lock and an unlock (two atomic read-modify-writes on the pool's most
-//! contended cache line, plus the idle list's bookkeeping). Here a return instead swaps
-//! the connection into one atomic cell, and the next checkout swaps it out: one atomic
-//! operation each, and no lock.
+//! contended cache line, plus the idle list's bookkeeping). Here a return instead puts
+//! the connection into one atomic cell, and the next checkout takes it out: one atomic
+//! read-modify-write each, and no lock.
 //!
 //! The cell must never hide a connection from a caller who waits for one, nor outlive
 //! `close`. Whoever needs the locked state to be the whole truth (a caller about to
 //! wait, `close`, a `resize` below the pool's size) *bars* the cell, with a reason, and
 //! drains it, under the pool's lock ([`bar_and_drain`](HandBack::bar_and_drain)). From
-//! then until the reason is lifted:
+//! then until the last reason is lifted the cell is empty:
 //! - [`take`](HandBack::take) finds nothing, so every checkout takes the locked path;
-//! - [`park`](HandBack::park) hands its value back to the caller (to return through the
-//!   locked path), either at once or, if the bar went up while it was parking, by taking
-//!   the cell's content back out.
+//! - [`park`](HandBack::park) refuses its value, which the caller returns through the
+//!   locked path.
+//!
+//! The cell is one pointer: null when empty, the parked box, or, while barred, a
+//! marker no box can be (address 1: a box of a type aligned to 2 or more never is).
+//! `park` and `take` are each one compare-and-swap of it, which succeeds only while
+//! the cell is not barred, and `bar_and_drain` puts the marker in and takes the content
+//! out in one swap. So a value is parked only into an open cell, and a parker that has parked
+//! never touches the cell again. (The cell used to be a pointer and a separate bar
+//! word: a parker swapped its value in and then read the bar, taking the value back if
+//! the bar had gone up in between. A value could then sit in a barred cell on its way
+//! back, and one holder of the lock that took such a value skipped the rules of the
+//! locked return: a caller waited for ever.)
 //!
 //! Guarantees:
 //! - **Nothing lost, nothing twice**: every value parked comes out exactly once: from
-//!   `take` or `drain`, from `park` itself, or dropped with the cell.
-//! - **Barring is airtight**: once `bar_and_drain` has returned, a value parked later
-//!   is never left in the cell: its `park` reads the bar after its swap, and every
-//!   operation on the cell and the bar is sequentially consistent, so either the drain
-//!   came after the swap (and took the value) or the read sees the bar (and the parker
-//!   takes the cell's content back). The bar is raised and lifted only under the pool's
-//!   lock, which is what lets a raise while the bar is already up skip the drain.
-//! - **Lock-free**: `take` is a load and a swap, `park` a load, a swap and a load.
+//!   `take` or `bar_and_drain`, refused by `park`, or dropped with the cell.
+//! - **Barring is airtight**: once `bar_and_drain` has returned, the cell is empty and
+//!   stays so until the bar is lifted: a `park` or `take` whose compare-and-swap
+//!   expected the word from before the bar fails, reads the bit and gives up. The bar
+//!   is raised and lifted only under the pool's lock, which is what lets a raise while
+//!   the bar is already up skip the swap.
+//! - **Lock-free**: `take` and `park` are a load and a compare-and-swap, retried only
+//!   when another `take` or `park` changed the word in between.
 //!
-//! A value may still sit in the cell while nothing is barred: it is an idle connection
-//! like those in the list (counted in the pool's `size`, reported idle by `status`).
-//! Upkeep and `retain` [`take`](HandBack::take) it into the list, under the lock,
-//! before they look at idle connections. Under the lock a value in a barred cell is
-//! not idle but on its way back through the locked path, and nobody but its parker
-//! takes it: upkeep once drained such a value into the idle list while a caller
-//! waited, and nothing handed it over.
+//! A value may sit in the cell while nothing is barred: it is an idle connection like
+//! those in the list (counted in the pool's `size`, reported idle by `status`). Upkeep
+//! and `retain` [`take`](HandBack::take) it into the list, under the lock, before they
+//! look at idle connections.
 
 use std::marker::PhantomData;
 use std::ptr;
@@ -56,10 +63,25 @@ pub(crate) mod bar {
     pub(crate) const OFF: usize = 1 << 3;
 }
 
+/// The address of the marker a barred cell holds (see the module docs).
+const BARRED: usize = 1;
+
+/// The marker a barred cell holds: never dereferenced, never a box's address.
+fn barred<T>() -> *mut T {
+    ptr::without_provenance_mut(BARRED)
+}
+
+/// Whether `p` is the marker of a barred cell.
+fn is_barred<T>(p: *mut T) -> bool {
+    p.addr() == BARRED
+}
+
 /// One boxed value, parked and taken without a lock, unless barred (see the module
 /// docs).
 pub(crate) struct HandBack<T> {
+    /// Null, the parked box, or, while `bar` is not 0, the marker [`barred`].
     cell: AtomicPtr<T>,
+    /// The reasons the cell is barred ([`bar`]); changed only under the pool's lock.
     bar: AtomicUsize,
     /// Owns the parked box (for drop checking).
     _owns: PhantomData<Box<T>>,
@@ -74,12 +96,12 @@ unsafe impl<T: Send> Send for HandBack<T> {}
 unsafe impl<T: Send> Sync for HandBack<T> {}
 
 /// What [`HandBack::park`] gives back: up to two values to return through the locked
-/// path (the caller's own, refused or taken back, and one it displaced).
+/// path (the caller's own, refused, and one it displaced).
 #[must_use = "values handed back must be returned through the locked path"]
 pub(crate) struct HandedBack<T>([Option<Box<T>>; 2]);
 
 impl<T> HandedBack<T> {
-    /// The parker's own value (refused, or taken back) and the one it displaced.
+    /// The parker's own value (refused) and the one it displaced.
     pub(crate) fn into_parts(self) -> (Option<Box<T>>, Option<Box<T>>) {
         let [own, displaced] = self.0;
         (own, displaced)
@@ -100,58 +122,64 @@ impl<T> IntoIterator for HandedBack<T> {
 impl<T> HandBack<T> {
     /// An empty cell, barred for good with [`bar::OFF`] if `off`.
     pub(crate) fn new(off: bool) -> Self {
+        const {
+            assert!(
+                std::mem::align_of::<T>() >= 2,
+                "a barred cell's marker, address 1, must never be a box's address"
+            );
+        }
         HandBack {
-            cell: AtomicPtr::new(ptr::null_mut()),
+            cell: AtomicPtr::new(if off { barred() } else { ptr::null_mut() }),
             bar: AtomicUsize::new(if off { bar::OFF } else { 0 }),
             _owns: PhantomData,
         }
     }
 
-    /// Takes the parked value, unless the cell is barred or empty. Under the pool's
-    /// lock a value taken so is idle (nothing bars it); one left behind because the bar
-    /// is up is on its way back through the locked path (see
-    /// [`bar_and_drain`](Self::bar_and_drain)).
+    /// Takes the parked value, unless the cell is barred or empty.
     #[inline]
     pub(crate) fn take(&self) -> Option<Box<T>> {
-        if self.bar.load(Ordering::SeqCst) != 0 {
-            return None;
+        let mut current = self.cell.load(Ordering::SeqCst);
+        loop {
+            if current.is_null() || is_barred(current) {
+                return None;
+            }
+            match self.cell.compare_exchange_weak(
+                current,
+                ptr::null_mut(),
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
+                Ok(taken) => return Self::owned(taken),
+                Err(now) => current = now,
+            }
         }
-        self.swap(ptr::null_mut())
     }
 
-    /// Parks `value`, unless the cell is barred; see [`HandedBack`].
+    /// Parks `value`, unless the cell is barred; see [`HandedBack`]. Once parked, the
+    /// value is the cell's: this call reads nothing more of the cell.
     #[inline]
     pub(crate) fn park(&self, value: Box<T>) -> HandedBack<T> {
-        if self.bar.load(Ordering::SeqCst) != 0 {
-            return HandedBack([Some(value), None]);
+        let new = Box::into_raw(value);
+        let mut current = self.cell.load(Ordering::SeqCst);
+        loop {
+            if is_barred(current) {
+                return HandedBack([Self::owned(new), None]);
+            }
+            match self
+                .cell
+                .compare_exchange_weak(current, new, Ordering::SeqCst, Ordering::SeqCst)
+            {
+                Ok(displaced) => return HandedBack([None, Self::owned(displaced)]),
+                Err(now) => current = now,
+            }
         }
-        let displaced = self.swap(Box::into_raw(value));
-        // Read after the swap (see "Barring is airtight").
-        let taken_back = if self.bar.load(Ordering::SeqCst) != 0 {
-            self.swap(ptr::null_mut())
-        } else {
-            None
-        };
-        HandedBack([taken_back, displaced])
     }
 
-    /// Takes the parked value whether barred or not.
-    fn drain(&self) -> Option<Box<T>> {
-        self.swap(ptr::null_mut())
-    }
-
-    /// Raises the bar for `reason`, and drains the cell if the bar was down; for a
-    /// holder of the pool's lock, under which alone the bar is raised and lifted.
-    ///
-    /// A value found in the cell while the bar is up is on its way back: whoever raised
-    /// the bar from down drained the cell then, under the lock, and the bar has not been
-    /// down since, so the value was parked after that drain, and its `park` reads the
-    /// bar after its swap and takes it back (returning it through the locked path,
-    /// which applies every rule the bar stands for: a holder of the lock that took it
-    /// instead would have to apply them itself, and once did not). So only a raise from
-    /// down drains, and a raise for a reason already up is one load. Saving the
-    /// read-modify-writes matters to a pool that runs dry: every caller that finds no
-    /// idle connection passes here.
+    /// Raises the bar for `reason` and, if the bar was down, drains the cell; for a
+    /// holder of the pool's lock, under which alone the bar is raised and lifted. A raise
+    /// for a reason already up is one load, and one while another reason is up changes
+    /// only the bar word: the cell is empty already. That matters to a pool that runs
+    /// dry: every caller that finds no idle connection passes here.
     pub(crate) fn bar_and_drain(&self, reason: usize) -> Option<Box<T>> {
         if self.bar.load(Ordering::SeqCst) & reason != 0 {
             return None;
@@ -159,42 +187,41 @@ impl<T> HandBack<T> {
         if self.bar.fetch_or(reason, Ordering::SeqCst) != 0 {
             return None;
         }
-        self.drain()
+        Self::owned(self.cell.swap(barred(), Ordering::SeqCst))
     }
 
-    /// Lifts the bar for `reason` (a plain read when it is not up).
+    /// Lifts the bar for `reason` (a plain read when it is not up), and opens the cell
+    /// if it was the last reason; for a holder of the pool's lock.
     pub(crate) fn unbar(&self, reason: usize) {
-        if self.bar.load(Ordering::Relaxed) & reason != 0 {
-            self.bar.fetch_and(!reason, Ordering::SeqCst);
+        if self.bar.load(Ordering::Relaxed) & reason != 0
+            && self.bar.fetch_and(!reason, Ordering::SeqCst) == reason
+        {
+            // Barred, the cell has held nothing but the marker since it was raised.
+            self.cell.store(ptr::null_mut(), Ordering::SeqCst);
         }
     }
 
-    /// Whether a value is parked now (a snapshot).
-    pub(crate) fn is_occupied(&self) -> bool {
-        !self.cell.load(Ordering::SeqCst).is_null()
-    }
-
-    /// Whether an idle value is parked: for a holder of the pool's lock, to whom a value
-    /// in a barred cell is on its way back, not idle (see
-    /// [`bar_and_drain`](Self::bar_and_drain)).
+    /// Whether an idle value is parked now (a snapshot; a barred cell is empty).
     pub(crate) fn holds_idle(&self) -> bool {
-        self.bar.load(Ordering::SeqCst) == 0 && self.is_occupied()
+        let current = self.cell.load(Ordering::SeqCst);
+        !current.is_null() && !is_barred(current)
     }
 
-    /// Swaps `new` (null or a box given up with `Box::into_raw`) into the cell and
-    /// returns the previous content, owned.
+    /// The box `p` points to (none for null or the marker), owned.
     #[allow(unsafe_code)]
-    fn swap(&self, new: *mut T) -> Option<Box<T>> {
-        let old = self.cell.swap(new, Ordering::SeqCst);
-        // SAFETY: a non-null pointer in the cell came from `Box::into_raw` in `park`,
-        // and the swap removed it from the cell, so this is its only owner.
-        (!old.is_null()).then(|| unsafe { Box::from_raw(old) })
+    fn owned(p: *mut T) -> Option<Box<T>> {
+        // SAFETY: any other pointer came from `Box::into_raw` in `park` and was just
+        // taken out of the cell by the caller's successful swap or compare-and-swap,
+        // or never got into it (`park`'s failed exchange): the caller is its only owner.
+        (!p.is_null() && !is_barred(p)).then(|| unsafe { Box::from_raw(p) })
     }
 }
 
 impl<T> Drop for HandBack<T> {
     fn drop(&mut self) {
-        drop(self.drain());
+        drop(Self::owned(
+            self.cell.swap(ptr::null_mut(), Ordering::SeqCst),
+        ));
     }
 }
 
@@ -221,7 +248,7 @@ mod tests {
         let dropped = Arc::new(Count::new(0));
         let cell = HandBack::new(false);
         assert!(ids(cell.park(Box::new(Tracked(1, dropped.clone())))).is_empty());
-        assert!(cell.is_occupied() && cell.holds_idle());
+        assert!(cell.holds_idle());
         assert_eq!(ids(cell.park(Box::new(Tracked(2, dropped.clone())))), [1]);
         assert_eq!(cell.take().map(|t| t.0), Some(2));
         assert!(cell.take().is_none());
@@ -253,18 +280,19 @@ mod tests {
 
     #[test]
     fn reasons_are_lifted_one_at_a_time() {
-        let cell: HandBack<u8> = HandBack::new(false);
+        let cell: HandBack<u32> = HandBack::new(false);
         assert!(cell.bar_and_drain(bar::WAITERS).is_none());
         assert!(cell.bar_and_drain(bar::OVER_SIZE).is_none());
         cell.unbar(bar::WAITERS);
-        assert!(ids_u8(cell.park(Box::new(1))) == [1], "still over size");
+        assert!(ids_u32(cell.park(Box::new(1))) == [1], "still over size");
         cell.unbar(bar::OVER_SIZE);
-        assert!(ids_u8(cell.park(Box::new(2))).is_empty());
-        let off: HandBack<u8> = HandBack::new(true);
-        assert_eq!(ids_u8(off.park(Box::new(3))), [3], "off for good");
+        assert!(ids_u32(cell.park(Box::new(2))).is_empty());
+        let off: HandBack<u32> = HandBack::new(true);
+        assert_eq!(ids_u32(off.park(Box::new(3))), [3], "off for good");
+        assert!(off.take().is_none());
     }
 
-    fn ids_u8(handed: HandedBack<u8>) -> Vec<u8> {
+    fn ids_u32(handed: HandedBack<u32>) -> Vec<u32> {
         handed.into_iter().map(|b| *b).collect()
     }
 
@@ -291,40 +319,49 @@ mod tests {
                 .collect();
             let mut all = parker.join().unwrap();
             all.extend(drained);
-            assert!(
-                cell.drain().is_none(),
-                "a value was left parked past the bar"
-            );
+            assert!(!cell.holds_idle(), "a value was left parked past the bar");
             all.sort_unstable();
             assert_eq!(all, [0, 1, 2, 3]);
         }
     }
 
-    /// A value found in a barred cell is on its way back: neither a further raise (for
-    /// another reason) nor `take` removes it, and its parker's read of the bar does.
-    /// Taken by a holder of the lock, it skipped the rules of the locked return: upkeep
-    /// put such a value in the idle list while a caller waited.
+    /// A `park` that read the cell open just before the bar went up does not park:
+    /// its compare-and-swap expected the open cell and finds the marker. (With a swap
+    /// and a later read of the bar, such a value sat in the barred cell on its way back,
+    /// and a holder of the lock that took it skipped the rules of the locked return:
+    /// upkeep put one in the idle list while a caller waited.)
     #[test]
-    fn a_value_in_a_barred_cell_is_left_to_its_parker() {
+    fn a_park_that_read_the_cell_open_before_the_bar_finds_it_barred() {
         let cell = HandBack::<u32>::new(false);
+        // The load at the start of such a `park`.
+        let seen = cell.cell.load(Ordering::SeqCst);
         assert!(cell.bar_and_drain(bar::WAITERS).is_none());
-        // A `park` that read the bar before the raise, and has swapped since.
-        let displaced = cell.swap(Box::into_raw(Box::new(7)));
-        assert!(displaced.is_none());
-        assert!(cell.is_occupied() && !cell.holds_idle(), "barred: not idle");
-        assert!(cell.take().is_none(), "barred: not idle");
-        assert!(cell.bar_and_drain(bar::OVER_SIZE).is_none());
+        let value = Box::into_raw(Box::new(7));
+        let exchanged = cell
+            .cell
+            .compare_exchange(seen, value, Ordering::SeqCst, Ordering::SeqCst);
+        assert!(
+            exchanged.is_err_and(is_barred),
+            "the exchange fails and shows the bar"
+        );
+        assert_eq!(
+            HandBack::owned(value).map(|b| *b),
+            Some(7),
+            "still the parker's"
+        );
+        assert!(!cell.holds_idle());
         assert!(cell.bar_and_drain(bar::CLOSED).is_none());
-        // The parker's read after its swap.
-        assert_ne!(cell.bar.load(Ordering::SeqCst), 0);
-        assert_eq!(cell.swap(ptr::null_mut()).map(|b| *b), Some(7));
+        cell.unbar(bar::WAITERS);
+        assert!(
+            !cell.holds_idle() && cell.take().is_none(),
+            "closed: still barred"
+        );
+        assert_eq!(ids_u32(cell.park(Box::new(8))), [8]);
     }
 
     /// A bar raised while the bar is up drains nothing, and needs not: under real
     /// threads racing a parker, every value still comes out exactly once and none is
-    /// left parked. (The window in which a value sits in the barred cell is a few
-    /// instructions wide, so this rarely reaches it:
-    /// `a_value_in_a_barred_cell_is_left_to_its_parker` pins that case.)
+    /// left parked.
     #[test]
     fn a_bar_already_up_leaves_nothing_to_drain() {
         for _ in 0..2000 {
@@ -348,7 +385,7 @@ mod tests {
             all.extend(parker.join().unwrap());
             all.sort_unstable();
             assert_eq!(all, [0, 1, 2, 3], "each came out once");
-            assert!(!cell.is_occupied(), "a value was left parked past the bar");
+            assert!(!cell.holds_idle(), "a value was left parked past the bar");
         }
     }
 }

@@ -219,7 +219,7 @@ impl<M: Manager> Pool<M> {
     ) -> usize {
         let taken: Vec<Idle<M::Connection>> = {
             let mut st = self.shared.lock();
-            // Not one in a barred cell: that one is on its way back to a waiter.
+            // A barred cell is empty (see `handback.rs`).
             if let Some(parked) = self.shared.hand_back.take() {
                 st.idle.push_back(Idle::from_parked(parked));
             }
@@ -486,7 +486,7 @@ impl<M: Manager> Shared<M> {
     /// The counts `st` (the pool's state, locked) gives, with an idle connection parked
     /// in the hand-back cell counted idle: it is not in the list, and, counted in
     /// `size`, the state counts it in use. (Read under the lock, so `in_use` includes
-    /// it.) One in a barred cell is on its way back, still in use.
+    /// it.) A barred cell is empty.
     pub(crate) fn status(&self, st: &State<M::Connection>) -> Status {
         let mut status = st.status();
         if self.hand_back.holds_idle() && status.in_use > 0 {

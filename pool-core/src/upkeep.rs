@@ -179,7 +179,7 @@ impl<M: Manager> Shared<M> {
             }
             // The parked connection joins the list, so its lifetime and idle time are
             // looked at too (as the newest idle, where the return would have put it).
-            // Not one in a barred cell: that one is on its way back to a waiter.
+            // A barred cell is empty (see `handback.rs`).
             if let Some(parked) = self.hand_back.take() {
                 st.idle.push_back(Idle::from_parked(parked));
             }
