@@ -14,7 +14,7 @@
 //! - **The caller's own error**: if its connect fails before anything else arrives,
 //!   the caller gets that failure, as without the race.
 //! - **Nothing leaks**: the reservation is owned by the connect future from its
-//!   creation ([`OwnedSlot`]), so dropping it at any point (the caller cancelled, the
+//!   creation (`OwnedSlot`), so dropping it at any point (the caller cancelled, the
 //!   runtime shut down under the background task) frees the room; the place in line
 //!   gives back anything granted to it when dropped.
 //! - **No second connect**: room to open granted to a caller whose connect is still
