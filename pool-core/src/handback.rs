@@ -20,23 +20,25 @@
 //! marker no box can be (address 1: a box of a type aligned to 2 or more never is).
 //! `park` and `take` are each one compare-and-swap of it, which succeeds only while
 //! the cell is not barred, and `bar_and_drain` puts the marker in and takes the content
-//! out in one swap. So a value is parked only into an open cell, and a parker that has parked
-//! never touches the cell again. (The cell used to be a pointer and a separate bar
+//! out in one swap. So a value is parked only into an open cell, and a parker that has
+//! parked never touches the cell again. (The cell used to be a pointer and a separate bar
 //! word: a parker swapped its value in and then read the bar, taking the value back if
 //! the bar had gone up in between. A value could then sit in a barred cell on its way
 //! back, and one holder of the lock that took such a value skipped the rules of the
 //! locked return: a caller waited for ever.)
 //!
 //! Guarantees:
-//! - **Nothing lost, nothing twice**: every value parked comes out exactly once: from
-//!   `take` or `bar_and_drain`, refused by `park`, or dropped with the cell.
+//! - **Nothing lost, nothing twice**: every value given to `park` comes out exactly
+//!   once: refused by `park`, from `take` or `bar_and_drain`, displaced by a later
+//!   `park`, or dropped with the cell.
 //! - **Barring is airtight**: once `bar_and_drain` has returned, the cell is empty and
 //!   stays so until the bar is lifted: a `park` or `take` whose compare-and-swap
-//!   expected the word from before the bar fails, reads the bit and gives up. The bar
+//!   expected the cell's content from before the bar fails, finds the marker and
+//!   gives up. The bar
 //!   is raised and lifted only under the pool's lock, which is what lets a raise while
 //!   the bar is already up skip the swap.
 //! - **Lock-free**: `take` and `park` are a load and a compare-and-swap, retried only
-//!   when another `take` or `park` changed the word in between.
+//!   when another `take` or `park` changed the cell in between.
 //!
 //! A value may sit in the cell while nothing is barred: it is an idle connection like
 //! those in the list (counted in the pool's `size`, reported idle by `status`). Upkeep
