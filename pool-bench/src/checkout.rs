@@ -299,7 +299,12 @@ pub fn run(options: &Options, report: &mut Report, targets: &mut Targets) {
         tasks: 16,
         current_thread: true,
     };
-    eprintln!("checkout: hold across an await, size 4, 16 tasks on a current-thread runtime");
+    eprintln!(
+        "checkout: {}, size {}, {} tasks on a current-thread runtime",
+        hold_one_thread.mode.title(),
+        hold_one_thread.size,
+        hold_one_thread.tasks
+    );
     let hold_one_thread_entries = run_config(hold_one_thread, options);
 
     for (config, entries) in &results {

@@ -78,6 +78,11 @@ fn is_barred<T>(p: *mut T) -> bool {
     p.addr() == BARRED
 }
 
+/// Whether `p`, read from the cell, is a parked box: neither null nor the marker.
+fn is_parked<T>(p: *mut T) -> bool {
+    !p.is_null() && !is_barred(p)
+}
+
 /// One boxed value, parked and taken without a lock, unless barred (see the module
 /// docs).
 pub(crate) struct HandBack<T> {
@@ -142,7 +147,7 @@ impl<T> HandBack<T> {
     pub(crate) fn take(&self) -> Option<Box<T>> {
         let mut current = self.cell.load(Ordering::SeqCst);
         loop {
-            if current.is_null() || is_barred(current) {
+            if !is_parked(current) {
                 return None;
             }
             match self.cell.compare_exchange_weak(
@@ -205,8 +210,7 @@ impl<T> HandBack<T> {
 
     /// Whether an idle value is parked now (a snapshot; a barred cell is empty).
     pub(crate) fn holds_idle(&self) -> bool {
-        let current = self.cell.load(Ordering::SeqCst);
-        !current.is_null() && !is_barred(current)
+        is_parked(self.cell.load(Ordering::SeqCst))
     }
 
     /// The box `p` points to (none for null or the marker), owned.
@@ -215,7 +219,7 @@ impl<T> HandBack<T> {
         // SAFETY: any other pointer came from `Box::into_raw` in `park` and was just
         // taken out of the cell by the caller's successful swap or compare-and-swap,
         // or never got into it (`park`'s failed exchange): the caller is its only owner.
-        (!p.is_null() && !is_barred(p)).then(|| unsafe { Box::from_raw(p) })
+        is_parked(p).then(|| unsafe { Box::from_raw(p) })
     }
 }
 
