@@ -77,6 +77,10 @@ type GetResult<M> = Result<Pooled<M>, PoolError<<M as Manager>::Error>>;
 /// The pool's state, locked.
 type Locked<'a, M> = MutexGuard<'a, State<<M as Manager>::Connection>>;
 
+/// What the fast path finds: an idle connection, with the reference to the pool it
+/// carried if it comes from the hand-back cell, or else the state, locked.
+type NextIdle<'a, M> = Result<(TakenIdle<'a, M>, Option<Arc<Shared<M>>>), Locked<'a, M>>;
+
 /// The future of [`Pool::get`](crate::Pool::get) and its siblings.
 ///
 /// Cancel-safe: dropping it at any point gives back what it held (its place in line,
@@ -147,11 +151,11 @@ impl<M: Manager> Future for Get<'_, M> {
                 return Poll::Ready(Err(PoolError::NoRuntime));
             }
             let locked = match shared.take_next_idle() {
-                Ok(taken) => {
+                Ok((taken, reference)) => {
                     // The coarse clock serves the fast path's question (expired? due a
                     // check?), where an answer a few milliseconds late is harmless.
                     let now = clock::recent();
-                    match shared.checkout_now(taken, now, caller, now) {
+                    match shared.checkout_now(taken, now, caller, now, reference) {
                         Ok(pooled) => {
                             // The start state owns nothing: forgotten rather than dropped,
                             // which spares the fast path a call to the state's drop glue.
@@ -182,7 +186,7 @@ impl<M: Manager> Future for Get<'_, M> {
             // `Wait::No` has a deadline too, but never joins the line.
             let deadline = wait.deadline(now);
             let next = match shared.decide(locked, now, wait, cx.waker(), deadline, None) {
-                Step::Idle(taken) => match shared.checkout_now(taken, now, caller, now) {
+                Step::Idle(taken) => match shared.checkout_now(taken, now, caller, now, None) {
                     Ok(pooled) => {
                         std::mem::forget(std::mem::replace(&mut this.state, GetState::Done));
                         return Poll::Ready(Ok(pooled));
@@ -239,7 +243,7 @@ impl<M: Manager> Future for Get<'_, M> {
                         idle: Some(idle),
                         broken_at,
                     };
-                    match shared.checkout_now(taken, now, caller, started) {
+                    match shared.checkout_now(taken, now, caller, started, None) {
                         Ok(pooled) => {
                             this.leave_line_granted();
                             return Poll::Ready(Ok(pooled));
@@ -469,7 +473,7 @@ impl<M: Manager> Shared<M> {
             if !st.closed && st.idle.is_empty() {
                 // This caller may wait: from here on returns come through the lock.
                 // The parked connection goes to whoever is first in line, else idle.
-                if let Some(parked) = self.hand_back.bar_and_drain(bar::WAITERS) {
+                if let Some((parked, _reference)) = self.hand_back.bar_and_drain(bar::WAITERS) {
                     st.put_back(Idle::from_parked(parked), false, &mut wake);
                 }
             }
@@ -600,7 +604,7 @@ impl<M: Manager> Shared<M> {
             let (key, place) = st.waiters.push_back(Some(waker.clone()), None);
             // As in `decide`: a waiter bars the hand-back cell, and a connection parked
             // there goes to the first in line (perhaps this caller).
-            if let Some(parked) = self.hand_back.bar_and_drain(bar::WAITERS) {
+            if let Some((parked, _reference)) = self.hand_back.bar_and_drain(bar::WAITERS) {
                 st.put_back(Idle::from_parked(parked), false, &mut wake);
             }
             (key, place)
@@ -618,16 +622,19 @@ impl<M: Manager> Shared<M> {
     /// else, so callers on other threads wait on it as briefly as possible. Whether it
     /// can be handed out as it is ([`checkout_now`](Self::checkout_now)) is asked after
     /// the lock is released. With no idle connection the caller goes on to
-    /// [`decide`](Self::decide) with the lock still held (one lock for both).
+    /// [`decide`](Self::decide) with the lock still held (one lock for both). A
+    /// connection from the hand-back cell comes with the reference to the pool it
+    /// carried there, for its checkout to hold (see `handback.rs`).
     #[inline]
-    fn take_next_idle<'a>(self: &'a Arc<Self>) -> Result<TakenIdle<'a, M>, Locked<'a, M>> {
+    fn take_next_idle<'a>(self: &'a Arc<Self>) -> NextIdle<'a, M> {
         // The connection returned last, if it is parked and nothing bars the cell.
-        if let Some(parked) = self.hand_back.take() {
-            return Ok(TakenIdle {
+        if let Some((parked, reference)) = self.hand_back.take() {
+            let taken = TakenIdle {
                 shared: self,
                 idle: Some(Idle::from_parked(parked)),
                 broken_at: self.broken_at_hint(),
-            });
+            };
+            return Ok((taken, Some(reference)));
         }
         let mut st = self.lock();
         if st.closed {
@@ -637,11 +644,14 @@ impl<M: Manager> Shared<M> {
             Some(idle) => {
                 let broken_at = st.broken_at;
                 drop(st);
-                Ok(TakenIdle {
-                    shared: self,
-                    idle: Some(idle),
-                    broken_at,
-                })
+                Ok((
+                    TakenIdle {
+                        shared: self,
+                        idle: Some(idle),
+                        broken_at,
+                    },
+                    None,
+                ))
             }
             None => Err(st),
         }
@@ -663,7 +673,9 @@ impl<M: Manager> Shared<M> {
     /// An idle connection that is not expired, not known broken, needs no check and
     /// has no `before_checkout` hook to run becomes a checkout at once. One that needs
     /// more comes back (`Err(Some)`) for the slow path; one the driver reports broken
-    /// is closed here (`Err(None)`), so `has_broken` is asked once per checkout.
+    /// is closed here (`Err(None)`), so `has_broken` is asked once per checkout. The
+    /// checkout holds `reference` to the pool if there is one (see
+    /// [`take_next_idle`](Self::take_next_idle)), else a new one.
     #[inline]
     fn checkout_now<'a>(
         self: &'a Arc<Self>,
@@ -671,6 +683,7 @@ impl<M: Manager> Shared<M> {
         now: Instant,
         caller: &'static Location<'static>,
         started: Instant,
+        reference: Option<Arc<Self>>,
     ) -> Result<Pooled<M>, Option<TakenIdle<'a, M>>> {
         let broken_at = taken.broken_at;
         let idle = taken.idle.as_mut().expect("taken once");
@@ -679,7 +692,7 @@ impl<M: Manager> Shared<M> {
         }
         let (idle, _) = taken.into_parts();
         let idle = self.close_if_reported_broken(idle).ok_or(None)?;
-        Ok(self.into_pooled(idle.conn, now, caller, started))
+        Ok(self.into_pooled(idle.conn, now, caller, started, reference))
     }
 
     /// A timer that fires at `at`: tokio's own sleep where the runtime is tokio (it
@@ -828,7 +841,7 @@ impl<M: Manager> Shared<M> {
         match opened {
             Opened::Conn(conn) => {
                 let opened_at = conn.info.created_at;
-                let mut pooled = self.into_pooled(conn, opened_at, caller, started);
+                let mut pooled = self.into_pooled(conn, opened_at, caller, started, None);
                 pooled.run_after_connect().await.map(|()| pooled)
             }
             Opened::Failed(err) => Err(err),

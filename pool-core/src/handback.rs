@@ -44,9 +44,29 @@
 //! those in the list (counted in the pool's `size`, reported idle by `status`). Upkeep
 //! and `retain` [`take`](HandBack::take) it into the list, under the lock, before they
 //! look at idle connections.
+//!
+//! # The owner's reference travels with the value
+//! A checkout holds a strong reference to the pool (`O`, the owner of the cell), and a
+//! return drops it: two atomic read-modify-writes of one count that every core shares,
+//! which cost as much as the rest of a checkout from the cell. So the reference is not
+//! dropped and cloned again: [`park`](HandBack::park) takes it with the value and keeps
+//! it inside the parked box ([`Carried`]), and whoever takes the box out, by any of
+//! the cell's exits, gets it back beside the value. The cell's API hands values and
+//! references in and out only as pairs, so none is dropped or made up on the way.
+//!
+//! A parked value keeps its owner alive, and the owner owns the cell: a cycle. The
+//! owner breaks it by barring the cell for good once nothing else can use it (the pool
+//! does so when its last handle is dropped, [`bar::ORPHANED`]), which drains the cell.
+//!
+//! A parker gives its reference away with the value: the moment its compare-and-swap
+//! succeeds, a taker on another thread may drop the last reference and free the owner,
+//! cell included. So `park` reaches the cell through a raw pointer it took from the
+//! reference before giving it away, and touches nothing after the compare-and-swap
+//! that parked the value, as `Arc`'s own `drop` touches nothing after its decrement.
 
 use std::marker::PhantomData;
-use std::ptr;
+use std::ptr::{self, NonNull};
+use std::sync::Arc;
 
 use crate::sync::{AtomicPtr, AtomicUsize, Ordering};
 
@@ -63,6 +83,55 @@ pub(crate) mod bar {
     /// with the `metrics` feature every return updates the pool's gauges under the
     /// lock.
     pub(crate) const OFF: usize = 1 << 3;
+    /// The owner's last handle is gone: a parked value would keep it alive for ever.
+    pub(crate) const ORPHANED: usize = 1 << 4;
+}
+
+/// The owner's reference a parked value carries, with the owner's type erased (the
+/// value's type does not name its owner's). Empty whenever the value is out of the
+/// cell; only [`HandBack`] fills and empties it, with the owner's type it was given.
+pub(crate) struct Carried(Option<NonNull<()>>);
+
+impl Carried {
+    pub(crate) const EMPTY: Carried = Carried(None);
+
+    fn put<O>(&mut self, owner: Arc<O>) {
+        debug_assert!(self.0.is_none(), "a value carries one reference at most");
+        let owner = NonNull::new(Arc::into_raw(owner).cast_mut()).expect("an `Arc` is never null");
+        self.0 = Some(owner.cast());
+    }
+
+    /// # Safety
+    /// `O` is the type the reference was [`put`](Self::put) with.
+    #[allow(unsafe_code)]
+    unsafe fn take<O>(&mut self) -> Option<Arc<O>> {
+        // SAFETY: the pointer came from `Arc::into_raw` of an `Arc<O>` (the caller's
+        // promise) and is taken out once.
+        self.0
+            .take()
+            .map(|owner| unsafe { Arc::from_raw(owner.as_ptr().cast::<O>().cast_const()) })
+    }
+}
+
+impl Drop for Carried {
+    fn drop(&mut self) {
+        debug_assert!(
+            self.0.is_none(),
+            "a value dropped while carrying its owner's reference leaks the owner"
+        );
+    }
+}
+
+// SAFETY: the pointer is an `Arc<O>` moved along with the value, which needs `O: Send +
+// Sync` to be sent or shared; `HandBack<T, O>`, the only one to fill it, requires that.
+#[allow(unsafe_code)]
+unsafe impl Send for Carried {}
+#[allow(unsafe_code)]
+unsafe impl Sync for Carried {}
+
+/// A value that can be parked: it has room for its owner's reference.
+pub(crate) trait Carries {
+    fn carried(&mut self) -> &mut Carried;
 }
 
 /// The address of the marker a barred cell holds (see the module docs).
@@ -83,50 +152,53 @@ fn is_parked<T>(p: *mut T) -> bool {
     !p.is_null() && !is_barred(p)
 }
 
-/// One boxed value, parked and taken without a lock, unless barred (see the module
-/// docs).
-pub(crate) struct HandBack<T> {
+/// One boxed value, parked and taken without a lock, unless barred, together with a
+/// reference to the cell's owner `O` (see the module docs).
+pub(crate) struct HandBack<T: Carries, O> {
     /// Null, the parked box, or, while `bar` is not 0, the marker [`barred`].
     cell: AtomicPtr<T>,
     /// The reasons the cell is barred ([`bar`]); changed only under the pool's lock.
     bar: AtomicUsize,
-    /// Owns the parked box (for drop checking).
-    _owns: PhantomData<Box<T>>,
+    /// Owns the parked box and the reference it carries (for drop checking).
+    _owns: PhantomData<(Box<T>, Arc<O>)>,
 }
 
-// SAFETY: the cell moves a `Box<T>` from the thread that parks it to the thread that
-// takes it, and nothing else: sharing or sending the cell needs only `T: Send`, as for
-// a `Mutex<Option<Box<T>>>`.
+// SAFETY: the cell moves a `Box<T>` and an `Arc<O>` from the thread that parks them to
+// the thread that takes them, and nothing else: sharing or sending the cell needs what
+// sending both needs, as for a `Mutex<Option<(Box<T>, Arc<O>)>>`.
 #[allow(unsafe_code)]
-unsafe impl<T: Send> Send for HandBack<T> {}
+unsafe impl<T: Carries + Send, O: Send + Sync> Send for HandBack<T, O> {}
 #[allow(unsafe_code)]
-unsafe impl<T: Send> Sync for HandBack<T> {}
+unsafe impl<T: Carries + Send, O: Send + Sync> Sync for HandBack<T, O> {}
 
-/// What [`HandBack::park`] gives back: up to two values to return through the locked
-/// path (the caller's own, refused, and one it displaced).
+/// What [`HandBack::park`] gives back, to return through the locked path with the
+/// reference beside it.
 #[must_use = "values handed back must be returned through the locked path"]
-pub(crate) struct HandedBack<T>([Option<Box<T>>; 2]);
-
-impl<T> HandedBack<T> {
-    /// The parker's own value (refused) and the one it displaced.
-    pub(crate) fn into_parts(self) -> (Option<Box<T>>, Option<Box<T>>) {
-        let [own, displaced] = self.0;
-        (own, displaced)
-    }
+pub(crate) enum HandedBack<T, O> {
+    /// Parked: the cell has the value and the reference.
+    Parked,
+    /// The cell is barred: the parker's own value and reference.
+    Refused(Box<T>, Arc<O>),
+    /// Parked in place of this value, which comes back with the reference its own
+    /// parker left in the cell.
+    Displaced(Box<T>, Arc<O>),
 }
 
-// The pool takes the two apart (its own value and a displaced one are returned
-// differently); the tests only count what came back.
+// The tests only count what came back.
 #[cfg(test)]
-impl<T> IntoIterator for HandedBack<T> {
+impl<T, O> IntoIterator for HandedBack<T, O> {
     type Item = Box<T>;
-    type IntoIter = std::iter::Flatten<std::array::IntoIter<Option<Box<T>>, 2>>;
+    type IntoIter = std::option::IntoIter<Box<T>>;
     fn into_iter(self) -> Self::IntoIter {
-        self.0.into_iter().flatten()
+        match self {
+            HandedBack::Parked => None,
+            HandedBack::Refused(value, _) | HandedBack::Displaced(value, _) => Some(value),
+        }
+        .into_iter()
     }
 }
 
-impl<T> HandBack<T> {
+impl<T: Carries, O> HandBack<T, O> {
     /// An empty cell, barred for good with [`bar::OFF`] if `off`.
     pub(crate) fn new(off: bool) -> Self {
         const {
@@ -142,9 +214,10 @@ impl<T> HandBack<T> {
         }
     }
 
-    /// Takes the parked value, unless the cell is barred or empty.
+    /// Takes the parked value and the reference it carried, unless the cell is barred
+    /// or empty.
     #[inline]
-    pub(crate) fn take(&self) -> Option<Box<T>> {
+    pub(crate) fn take(&self) -> Option<(Box<T>, Arc<O>)> {
         let mut current = self.cell.load(Ordering::SeqCst);
         loop {
             if !is_parked(current) {
@@ -162,21 +235,44 @@ impl<T> HandBack<T> {
         }
     }
 
-    /// Parks `value`, unless the cell is barred; see [`HandedBack`]. Once parked, the
-    /// value is the cell's: this call reads nothing more of the cell.
+    /// Parks `value` with `owner`, the reference to the cell's owner, in the cell
+    /// `cell` finds in it, unless the cell is barred; see [`HandedBack`]. Once parked,
+    /// both are the cell's, and the owner may be gone the next moment: this call reads
+    /// nothing more of the cell (see the module docs).
     #[inline]
-    pub(crate) fn park(&self, value: Box<T>) -> HandedBack<T> {
+    #[allow(unsafe_code)]
+    pub(crate) fn park(
+        owner: Arc<O>,
+        cell: fn(&O) -> &Self,
+        mut value: Box<T>,
+    ) -> HandedBack<T, O> {
+        let this: *const Self = cell(&owner);
+        // From here `value` holds the reference that keeps `*this` alive, until the
+        // compare-and-swap that publishes it.
+        value.carried().put(owner);
         let new = Box::into_raw(value);
-        let mut current = self.cell.load(Ordering::SeqCst);
+        // SAFETY: `new`, not yet published, keeps the owner and so `*this` alive; each
+        // access below reaches the cell anew through the pointer, and none follows the
+        // compare-and-swap that succeeds.
+        let mut current = unsafe { (*this).cell.load(Ordering::SeqCst) };
         loop {
             if is_barred(current) {
-                return HandedBack([Self::owned(new), None]);
+                let (value, owner) = Self::owned(new).expect("the parker's own box");
+                return HandedBack::Refused(value, owner);
             }
-            match self
-                .cell
-                .compare_exchange_weak(current, new, Ordering::SeqCst, Ordering::SeqCst)
-            {
-                Ok(displaced) => return HandedBack([None, Self::owned(displaced)]),
+            // SAFETY: as above; this exchange is the last access if it succeeds.
+            let exchanged = unsafe {
+                (*this)
+                    .cell
+                    .compare_exchange_weak(current, new, Ordering::SeqCst, Ordering::SeqCst)
+            };
+            match exchanged {
+                Ok(displaced) => {
+                    return match Self::owned(displaced) {
+                        Some((value, owner)) => HandedBack::Displaced(value, owner),
+                        None => HandedBack::Parked,
+                    }
+                }
                 Err(now) => current = now,
             }
         }
@@ -187,7 +283,7 @@ impl<T> HandBack<T> {
     /// for a reason already up is one load, and one while another reason is up changes
     /// only the bar word: the cell is empty already. That matters to a pool that runs
     /// dry: every caller that finds no idle connection passes here.
-    pub(crate) fn bar_and_drain(&self, reason: usize) -> Option<Box<T>> {
+    pub(crate) fn bar_and_drain(&self, reason: usize) -> Option<(Box<T>, Arc<O>)> {
         if self.bar.load(Ordering::SeqCst) & reason != 0 {
             return None;
         }
@@ -213,18 +309,27 @@ impl<T> HandBack<T> {
         is_parked(self.cell.load(Ordering::SeqCst))
     }
 
-    /// The box `p` points to (none for null or the marker), owned.
+    /// The box `p` points to (none for null or the marker), owned, and the reference
+    /// it carried.
     #[allow(unsafe_code)]
-    fn owned(p: *mut T) -> Option<Box<T>> {
+    fn owned(p: *mut T) -> Option<(Box<T>, Arc<O>)> {
+        if !is_parked(p) {
+            return None;
+        }
         // SAFETY: any other pointer came from `Box::into_raw` in `park` and was just
         // taken out of the cell by the caller's successful swap or compare-and-swap,
         // or never got into it (`park`'s failed exchange): the caller is its only owner.
-        is_parked(p).then(|| unsafe { Box::from_raw(p) })
+        let mut value = unsafe { Box::from_raw(p) };
+        // SAFETY: `park` put an `Arc<O>` into every box it made.
+        let owner = unsafe { value.carried().take::<O>() }.expect("a parked box carries its owner");
+        Some((value, owner))
     }
 }
 
-impl<T> Drop for HandBack<T> {
+impl<T: Carries, O> Drop for HandBack<T, O> {
     fn drop(&mut self) {
+        // A box parked here would carry a reference to the owner, which is being
+        // dropped, so there is none when the owner is the one holding the cell.
         drop(Self::owned(
             self.cell.swap(ptr::null_mut(), Ordering::SeqCst),
         ));
@@ -235,99 +340,201 @@ impl<T> Drop for HandBack<T> {
 mod tests {
     use super::*;
     use std::sync::atomic::AtomicUsize as Count;
-    use std::sync::Arc;
 
-    struct Tracked(u32, Arc<Count>);
+    /// A parked value that counts its drops.
+    struct Tracked {
+        id: u32,
+        dropped: Arc<Count>,
+        carried: Carried,
+    }
 
-    impl Drop for Tracked {
-        fn drop(&mut self) {
-            self.1.fetch_add(1, Ordering::SeqCst);
+    impl Tracked {
+        fn boxed(id: u32, dropped: &Arc<Count>) -> Box<Self> {
+            Box::new(Tracked {
+                id,
+                dropped: Arc::clone(dropped),
+                carried: Carried::EMPTY,
+            })
         }
     }
 
-    fn ids(handed: HandedBack<Tracked>) -> Vec<u32> {
-        handed.into_iter().map(|t| t.0).collect()
+    impl Carries for Tracked {
+        fn carried(&mut self) -> &mut Carried {
+            &mut self.carried
+        }
+    }
+
+    impl Drop for Tracked {
+        fn drop(&mut self) {
+            self.dropped.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// The cell's owner, as the pool is.
+    struct Owner {
+        cell: HandBack<Tracked, Owner>,
+    }
+
+    fn owner(off: bool) -> Arc<Owner> {
+        Arc::new(Owner {
+            cell: HandBack::new(off),
+        })
+    }
+
+    fn cell_of(owner: &Owner) -> &HandBack<Tracked, Owner> {
+        &owner.cell
+    }
+
+    fn park(owner: &Arc<Owner>, value: Box<Tracked>) -> HandedBack<Tracked, Owner> {
+        HandBack::park(Arc::clone(owner), cell_of, value)
+    }
+
+    fn ids(handed: HandedBack<Tracked, Owner>) -> Vec<u32> {
+        handed.into_iter().map(|t| t.id).collect()
+    }
+
+    fn id(taken: Option<(Box<Tracked>, Arc<Owner>)>) -> Option<u32> {
+        taken.map(|(value, _)| value.id)
     }
 
     #[test]
     fn parks_one_value_and_hands_back_the_one_it_displaces() {
         let dropped = Arc::new(Count::new(0));
-        let cell = HandBack::new(false);
-        assert!(ids(cell.park(Box::new(Tracked(1, dropped.clone())))).is_empty());
-        assert!(cell.holds_idle());
-        assert_eq!(ids(cell.park(Box::new(Tracked(2, dropped.clone())))), [1]);
-        assert_eq!(cell.take().map(|t| t.0), Some(2));
-        assert!(cell.take().is_none());
+        let owner = owner(false);
+        assert!(ids(park(&owner, Tracked::boxed(1, &dropped))).is_empty());
+        assert!(owner.cell.holds_idle());
+        assert_eq!(ids(park(&owner, Tracked::boxed(2, &dropped))), [1]);
+        assert_eq!(id(owner.cell.take()), Some(2));
+        assert!(owner.cell.take().is_none());
         assert_eq!(dropped.load(Ordering::SeqCst), 2, "both were dropped once");
+    }
+
+    /// The reference a parker gives with its value is the one whoever takes the value
+    /// out gets: the owner's count does not move on the way.
+    #[test]
+    fn the_owners_reference_travels_with_the_value() {
+        let dropped = Arc::new(Count::new(0));
+        let owner = owner(false);
+        assert!(matches!(
+            park(&owner, Tracked::boxed(1, &dropped)),
+            HandedBack::Parked
+        ));
+        assert_eq!(Arc::strong_count(&owner), 2, "the cell holds one");
+        match park(&owner, Tracked::boxed(2, &dropped)) {
+            HandedBack::Displaced(value, carried) => {
+                assert_eq!(value.id, 1);
+                assert!(Arc::ptr_eq(&carried, &owner));
+                assert_eq!(Arc::strong_count(&owner), 3, "the cell's and the one back");
+            }
+            _ => panic!("the first value is displaced"),
+        }
+        assert_eq!(Arc::strong_count(&owner), 2);
+        let (value, carried) = owner.cell.take().expect("parked");
+        assert_eq!(value.id, 2);
+        assert!(Arc::ptr_eq(&carried, &owner));
+        drop(carried);
+        assert_eq!(
+            Arc::strong_count(&owner),
+            1,
+            "nothing leaked, nothing made up"
+        );
     }
 
     #[test]
     fn a_barred_cell_takes_nothing_and_refuses_to_park() {
         let dropped = Arc::new(Count::new(0));
-        let cell = HandBack::new(false);
-        assert!(ids(cell.park(Box::new(Tracked(1, dropped.clone())))).is_empty());
+        let owner = owner(false);
+        assert!(ids(park(&owner, Tracked::boxed(1, &dropped))).is_empty());
         assert_eq!(
-            cell.bar_and_drain(bar::WAITERS).map(|t| t.0),
+            id(owner.cell.bar_and_drain(bar::WAITERS)),
             Some(1),
             "raising the bar drains the cell"
         );
-        assert!(cell.take().is_none(), "barred: the locked path serves");
-        assert_eq!(ids(cell.park(Box::new(Tracked(2, dropped.clone())))), [2]);
-        assert!(cell.bar_and_drain(bar::WAITERS).is_none());
-        cell.unbar(bar::WAITERS);
-        assert!(ids(cell.park(Box::new(Tracked(3, dropped.clone())))).is_empty());
-        drop(cell);
-        assert_eq!(
-            dropped.load(Ordering::SeqCst),
-            3,
-            "the parked one dropped with it"
+        assert!(
+            owner.cell.take().is_none(),
+            "barred: the locked path serves"
         );
+        match park(&owner, Tracked::boxed(2, &dropped)) {
+            HandedBack::Refused(value, carried) => {
+                assert_eq!(value.id, 2);
+                assert!(Arc::ptr_eq(&carried, &owner), "the parker's own, back");
+            }
+            _ => panic!("a barred cell refuses"),
+        }
+        assert!(owner.cell.bar_and_drain(bar::WAITERS).is_none());
+        owner.cell.unbar(bar::WAITERS);
+        assert!(ids(park(&owner, Tracked::boxed(3, &dropped))).is_empty());
+        assert_eq!(Arc::strong_count(&owner), 2);
+        // The parked value keeps its owner alive: only barring the cell for good
+        // breaks the cycle.
+        let weak = Arc::downgrade(&owner);
+        let (value, carried) = owner
+            .cell
+            .bar_and_drain(bar::ORPHANED)
+            .expect("the parked one");
+        assert_eq!(value.id, 3);
+        drop((value, carried));
+        drop(owner);
+        assert!(weak.upgrade().is_none(), "the owner is gone");
+        assert_eq!(dropped.load(Ordering::SeqCst), 3);
     }
 
     #[test]
     fn reasons_are_lifted_one_at_a_time() {
-        let cell: HandBack<u32> = HandBack::new(false);
-        assert!(cell.bar_and_drain(bar::WAITERS).is_none());
-        assert!(cell.bar_and_drain(bar::OVER_SIZE).is_none());
-        cell.unbar(bar::WAITERS);
-        assert!(ids_u32(cell.park(Box::new(1))) == [1], "still over size");
-        cell.unbar(bar::OVER_SIZE);
-        assert!(ids_u32(cell.park(Box::new(2))).is_empty());
-        let off: HandBack<u32> = HandBack::new(true);
-        assert_eq!(ids_u32(off.park(Box::new(3))), [3], "off for good");
-        assert!(off.take().is_none());
-    }
-
-    fn ids_u32(handed: HandedBack<u32>) -> Vec<u32> {
-        handed.into_iter().map(|b| *b).collect()
+        let dropped = Arc::new(Count::new(0));
+        let owner = owner(false);
+        assert!(owner.cell.bar_and_drain(bar::WAITERS).is_none());
+        assert!(owner.cell.bar_and_drain(bar::OVER_SIZE).is_none());
+        owner.cell.unbar(bar::WAITERS);
+        assert_eq!(
+            ids(park(&owner, Tracked::boxed(1, &dropped))),
+            [1],
+            "still over size"
+        );
+        owner.cell.unbar(bar::OVER_SIZE);
+        assert!(ids(park(&owner, Tracked::boxed(2, &dropped))).is_empty());
+        assert_eq!(id(owner.cell.take()), Some(2));
+        let off = self::owner(true);
+        assert_eq!(
+            ids(park(&off, Tracked::boxed(3, &dropped))),
+            [3],
+            "off for good"
+        );
+        assert!(off.cell.take().is_none());
+        assert_eq!(Arc::strong_count(&off), 1);
     }
 
     /// The handshake under real threads: a thread parks while another bars and
-    /// drains; afterwards the cell is empty and every value came out exactly once.
+    /// drains; afterwards the cell is empty and every value came out exactly once,
+    /// each with a reference.
     #[test]
     fn barring_leaves_nothing_parked() {
+        let dropped = Arc::new(Count::new(0));
         for _ in 0..2000 {
-            let cell = Arc::new(HandBack::<u32>::new(false));
+            let owner = owner(false);
             let parker = {
-                let cell = Arc::clone(&cell);
+                let owner = Arc::clone(&owner);
+                let dropped = Arc::clone(&dropped);
                 std::thread::spawn(move || {
                     let mut out: Vec<u32> = Vec::new();
                     for v in 0..4 {
-                        out.extend(cell.park(Box::new(v)).into_iter().map(|b| *b));
+                        out.extend(ids(park(&owner, Tracked::boxed(v, &dropped))));
                     }
                     out
                 })
             };
-            let drained: Vec<u32> = cell
-                .bar_and_drain(bar::CLOSED)
+            let drained: Vec<u32> = id(owner.cell.bar_and_drain(bar::CLOSED))
                 .into_iter()
-                .map(|b| *b)
                 .collect();
             let mut all = parker.join().unwrap();
             all.extend(drained);
-            assert!(!cell.holds_idle(), "a value was left parked past the bar");
+            assert!(
+                !owner.cell.holds_idle(),
+                "a value was left parked past the bar"
+            );
             all.sort_unstable();
             assert_eq!(all, [0, 1, 2, 3]);
+            assert_eq!(Arc::strong_count(&owner), 1, "every reference came back");
         }
     }
 
@@ -338,31 +545,37 @@ mod tests {
     /// upkeep put one in the idle list while a caller waited.)
     #[test]
     fn a_park_that_read_the_cell_open_before_the_bar_finds_it_barred() {
-        let cell = HandBack::<u32>::new(false);
+        let dropped = Arc::new(Count::new(0));
+        let owner = owner(false);
         // The load at the start of such a `park`.
-        let seen = cell.cell.load(Ordering::SeqCst);
-        assert!(cell.bar_and_drain(bar::WAITERS).is_none());
-        let value = Box::into_raw(Box::new(7));
-        let exchanged = cell
-            .cell
-            .compare_exchange(seen, value, Ordering::SeqCst, Ordering::SeqCst);
+        let seen = owner.cell.cell.load(Ordering::SeqCst);
+        assert!(owner.cell.bar_and_drain(bar::WAITERS).is_none());
+        let mut value = Tracked::boxed(7, &dropped);
+        value.carried().put(Arc::clone(&owner));
+        let value = Box::into_raw(value);
+        let exchanged =
+            owner
+                .cell
+                .cell
+                .compare_exchange(seen, value, Ordering::SeqCst, Ordering::SeqCst);
         assert!(
             exchanged.is_err_and(is_barred),
             "the exchange fails and shows the bar"
         );
         assert_eq!(
-            HandBack::owned(value).map(|b| *b),
+            id(HandBack::<Tracked, Owner>::owned(value)),
             Some(7),
             "still the parker's"
         );
-        assert!(!cell.holds_idle());
-        assert!(cell.bar_and_drain(bar::CLOSED).is_none());
-        cell.unbar(bar::WAITERS);
+        assert!(!owner.cell.holds_idle());
+        assert!(owner.cell.bar_and_drain(bar::CLOSED).is_none());
+        owner.cell.unbar(bar::WAITERS);
         assert!(
-            !cell.holds_idle() && cell.take().is_none(),
+            !owner.cell.holds_idle() && owner.cell.take().is_none(),
             "closed: still barred"
         );
-        assert_eq!(ids_u32(cell.park(Box::new(8))), [8]);
+        assert_eq!(ids(park(&owner, Tracked::boxed(8, &dropped))), [8]);
+        assert_eq!(Arc::strong_count(&owner), 1);
     }
 
     /// A bar raised while the bar is up drains nothing, and needs not: under real
@@ -370,28 +583,31 @@ mod tests {
     /// left parked.
     #[test]
     fn a_bar_already_up_leaves_nothing_to_drain() {
+        let dropped = Arc::new(Count::new(0));
         for _ in 0..2000 {
-            let cell = Arc::new(HandBack::<u32>::new(false));
+            let owner = owner(false);
             let parker = {
-                let cell = Arc::clone(&cell);
+                let owner = Arc::clone(&owner);
+                let dropped = Arc::clone(&dropped);
                 std::thread::spawn(move || {
                     (0..4)
-                        .flat_map(|v| cell.park(Box::new(v)))
-                        .map(|b| *b)
+                        .flat_map(|v| ids(park(&owner, Tracked::boxed(v, &dropped))))
                         .collect::<Vec<u32>>()
                 })
             };
-            let mut all: Vec<u32> = cell
-                .bar_and_drain(bar::WAITERS)
+            let mut all: Vec<u32> = id(owner.cell.bar_and_drain(bar::WAITERS))
                 .into_iter()
-                .map(|b| *b)
                 .collect();
-            assert!(cell.bar_and_drain(bar::WAITERS).is_none());
-            assert!(cell.bar_and_drain(bar::CLOSED).is_none());
+            assert!(owner.cell.bar_and_drain(bar::WAITERS).is_none());
+            assert!(owner.cell.bar_and_drain(bar::CLOSED).is_none());
             all.extend(parker.join().unwrap());
             all.sort_unstable();
             assert_eq!(all, [0, 1, 2, 3], "each came out once");
-            assert!(!cell.holds_idle(), "a value was left parked past the bar");
+            assert!(
+                !owner.cell.holds_idle(),
+                "a value was left parked past the bar"
+            );
+            assert_eq!(Arc::strong_count(&owner), 1, "every reference came back");
         }
     }
 }

@@ -80,8 +80,10 @@
 //!   connect). In a burst, few connections are opened and nobody waits 100 ms for one.
 //! - **No lock for the common checkout**: the connection returned last waits in a
 //!   one-connection lock-free cell, and the next checkout takes it from there: one
-//!   atomic swap each way instead of a lock and an unlock. Whenever a caller waits in
-//!   line, the pool is closed, or it is above `max_size` after a `resize`, the cell is
+//!   atomic swap each way instead of a lock and an unlock. The checkout's reference to
+//!   the pool waits there with it, so neither side touches the pool's reference count,
+//!   which every core shares. Whenever a caller waits in line, the pool is closed, it is
+//!   above `max_size` after a `resize`, or its last `Pool` handle is gone, the cell is
 //!   barred and returns go through the lock, so no connection hides from a waiter.
 //!   (`Reuse::Fifo` and the `metrics` feature never use it.)
 //! - **Cheap to wait on**: a waiting caller costs the pool under 200 bytes (its `get`

@@ -1,5 +1,6 @@
 //! A checked-out connection.
 
+use std::mem::ManuallyDrop;
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 use std::time::Instant;
@@ -18,7 +19,9 @@ use crate::{hooks, ConnectionInfo, Manager, PoolError};
 pub struct Pooled<M: Manager> {
     /// `Some` until dropped; its `checkout` marks hold this checkout's bookkeeping.
     pub(crate) conn: Option<Conn<M::Connection>>,
-    shared: Arc<Shared<M>>,
+    /// Taken out (once) by `drop`: a return may leave it in the hand-back cell with
+    /// the connection, in place of dropping it (see `handback.rs`).
+    shared: ManuallyDrop<Arc<Shared<M>>>,
 }
 
 impl<M: Manager> Pooled<M> {
@@ -37,7 +40,7 @@ impl<M: Manager> Pooled<M> {
         };
         Pooled {
             conn: Some(conn),
-            shared,
+            shared: ManuallyDrop::new(shared),
         }
     }
 
@@ -46,7 +49,7 @@ impl<M: Manager> Pooled<M> {
         conn.checkout = CheckoutMarks::default();
         Pooled {
             conn: Some(conn),
-            shared,
+            shared: ManuallyDrop::new(shared),
         }
     }
 
@@ -111,7 +114,7 @@ impl<M: Manager> Pooled<M> {
 
     /// Runs the `after_connect` hooks on a new connection; a rejection closes it.
     pub(crate) async fn run_after_connect(&mut self) -> Result<(), PoolError<M::Error>> {
-        let shared = Arc::clone(&self.shared);
+        let shared = Arc::clone(&*self.shared);
         if shared.hooks.after_connect.is_empty() {
             return Ok(());
         }
@@ -136,16 +139,17 @@ impl<M: Manager> Pooled<M> {
 }
 
 impl<M: Manager> Drop for Pooled<M> {
+    #[allow(unsafe_code)]
     fn drop(&mut self) {
-        if self.conn.is_none() {
-            return;
-        }
-        let conn = self.leave();
+        let conn = self.conn.is_some().then(|| self.leave());
+        // SAFETY: taken here only, once, and `self.shared` is not used after.
+        let shared = unsafe { ManuallyDrop::take(&mut self.shared) };
+        let Some(conn) = conn else { return };
         if conn.checkout.checking {
-            self.shared.close_conn(conn, CloseReason::Cancelled);
+            shared.close_conn(conn, CloseReason::Cancelled);
         } else {
             let forced = conn.checkout.broken.then_some(CloseReason::Broken);
-            self.shared.return_conn(conn, forced);
+            shared.return_conn(conn, forced);
         }
     }
 }

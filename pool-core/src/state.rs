@@ -16,6 +16,7 @@ use std::task::Waker;
 use std::time::{Duration, Instant};
 
 use crate::clock;
+use crate::handback::{Carried, Carries};
 use crate::metrics::CloseReason;
 use crate::waiters::WaitQueue;
 use crate::{ConnectionInfo, Reuse, Status};
@@ -41,6 +42,15 @@ pub(crate) struct ConnData<C> {
     /// When it was last parked in the hand-back cell (see `handback.rs`), on the
     /// coarse clock: its idle time, as `Idle::idle_since` is for the idle list.
     pub(crate) parked_since: Instant,
+    /// While parked in the hand-back cell, the reference to the pool its last user
+    /// held (see `handback.rs`).
+    carried: Carried,
+}
+
+impl<C> Carries for ConnData<C> {
+    fn carried(&mut self) -> &mut Carried {
+        &mut self.carried
+    }
 }
 
 /// What the pool notes about a connection while it is out of the idle list.
@@ -66,6 +76,7 @@ impl<C> Conn<C> {
             seen_idle_at: None,
             checkout: CheckoutMarks::default(),
             parked_since,
+            carried: Carried::EMPTY,
         }))
     }
 

@@ -180,7 +180,7 @@ impl<M: Manager> Shared<M> {
             // The parked connection joins the list, so its lifetime and idle time are
             // looked at too (as the newest idle, where the return would have put it).
             // A barred cell is empty (see `handback.rs`).
-            if let Some(parked) = self.hand_back.take() {
+            if let Some((parked, _reference)) = self.hand_back.take() {
                 st.idle.push_back(Idle::from_parked(parked));
             }
             // Read under the lock: every connection in the idle list went idle before
