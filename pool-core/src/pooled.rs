@@ -92,18 +92,11 @@ impl<M: Manager> Pooled<M> {
     /// Removes the connection from this guard, ending the checkout's bookkeeping (its
     /// `checking` and `broken` marks stay for the caller to read).
     fn leave(&mut self) -> Conn<M::Connection> {
-        let mut conn = self
+        let conn = self
             .conn
             .take()
             .expect("a Pooled holds its connection until dropped");
-        if let Some(key) = conn.checkout.leak_key.take() {
-            self.shared.leak_done(key);
-        }
-        if let Some(taken_at) = conn.checkout.taken_at.take() {
-            // Reads the clock only with the `metrics` feature.
-            self.shared.metrics.use_time(taken_at);
-        }
-        conn
+        end_checkout(&self.shared, conn)
     }
 
     /// Closes the connection instead of returning it.
@@ -138,13 +131,31 @@ impl<M: Manager> Pooled<M> {
     }
 }
 
+/// Ends a checkout's bookkeeping (its `checking` and `broken` marks stay for the
+/// caller to read).
+fn end_checkout<M: Manager>(
+    shared: &Shared<M>,
+    mut conn: Conn<M::Connection>,
+) -> Conn<M::Connection> {
+    if let Some(key) = conn.checkout.leak_key.take() {
+        shared.leak_done(key);
+    }
+    if let Some(taken_at) = conn.checkout.taken_at.take() {
+        // Reads the clock only with the `metrics` feature, and runs the recorder's code.
+        shared.metrics.use_time(taken_at);
+    }
+    conn
+}
+
 impl<M: Manager> Drop for Pooled<M> {
     #[allow(unsafe_code)]
     fn drop(&mut self) {
-        let conn = self.conn.is_some().then(|| self.leave());
-        // SAFETY: taken here only, once, and `self.shared` is not used after.
+        // SAFETY: taken here only, once, and `self.shared` is not used after. Taken
+        // first, so that the reference is dropped even if what follows panics (a
+        // metrics recorder's code runs in `end_checkout`).
         let shared = unsafe { ManuallyDrop::take(&mut self.shared) };
-        let Some(conn) = conn else { return };
+        let Some(conn) = self.conn.take() else { return };
+        let conn = end_checkout(&shared, conn);
         if conn.checkout.checking {
             shared.close_conn(conn, CloseReason::Cancelled);
         } else {

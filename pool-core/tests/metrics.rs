@@ -128,3 +128,102 @@ async fn emits_the_documented_metrics_with_the_pool_name() {
         );
     }
 }
+
+/// A recorder whose `use_time` histogram panics, as a buggy exporter might.
+struct PanickyUseTime;
+
+struct Panics;
+
+impl metrics::HistogramFn for Panics {
+    fn record(&self, _: f64) {
+        panic!("a recorder's bug");
+    }
+}
+
+impl metrics::Recorder for PanickyUseTime {
+    fn describe_counter(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn describe_gauge(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn describe_histogram(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn register_counter(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Counter {
+        metrics::Counter::noop()
+    }
+    fn register_gauge(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
+        metrics::Gauge::noop()
+    }
+    fn register_histogram(
+        &self,
+        key: &metrics::Key,
+        _: &metrics::Metadata<'_>,
+    ) -> metrics::Histogram {
+        if key.name() == "db.client.connection.use_time" {
+            metrics::Histogram::from_arc(std::sync::Arc::new(Panics))
+        } else {
+            metrics::Histogram::noop()
+        }
+    }
+}
+
+/// Connections that count themselves alive.
+struct Counted(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+struct Alive(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for Alive {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[async_trait::async_trait]
+impl Manager for Counted {
+    type Connection = Alive;
+    type Error = Never;
+    async fn connect(&self) -> Result<Alive, Never> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(Alive(std::sync::Arc::clone(&self.0)))
+    }
+    async fn recycle(&self, _: &mut Alive, _: &ConnectionInfo) -> Result<(), Never> {
+        Ok(())
+    }
+}
+
+/// A panic in the recorder while a checkout is dropped still lets the pool go once
+/// every handle and checkout is gone.
+#[tokio::test]
+async fn a_recorder_panicking_on_a_return_does_not_keep_the_pool_alive() {
+    let alive = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let pool = metrics::with_local_recorder(&PanickyUseTime, || {
+        Pool::builder(Counted(std::sync::Arc::clone(&alive)))
+            .max_size(2)
+            .build()
+            .unwrap()
+    });
+    let conn = pool.get().await.unwrap();
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(conn)));
+    assert!(panicked.is_err(), "the recorder panicked");
+    drop(pool);
+    // The pool owns the manager, which holds the only other clone.
+    assert_eq!(
+        std::sync::Arc::strong_count(&alive),
+        1,
+        "the pool was never dropped"
+    );
+}
