@@ -1083,6 +1083,74 @@ mod reference_tests {
         );
     }
 
+    /// A pool without a runtime, whose checkouts are taken with `try_get` on any
+    /// thread.
+    fn bare_pool() -> (Pool<Counted>, Arc<AtomicUsize>) {
+        let alive = Arc::new(AtomicUsize::new(0));
+        let pool = Pool::builder(Counted(Arc::clone(&alive)))
+            .max_size(2)
+            .wait_timeout(None)
+            .connect_timeout(None)
+            .recycle_timeout(None)
+            .runtime(None)
+            .build()
+            .expect("valid config");
+        (pool, alive)
+    }
+
+    fn try_get(pool: &Pool<Counted>) -> crate::Pooled<Counted> {
+        let mut get = std::pin::pin!(pool.try_get());
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match std::future::Future::poll(get.as_mut(), &mut cx) {
+            std::task::Poll::Ready(conn) => conn.expect("a connection"),
+            std::task::Poll::Pending => panic!("try_get waited"),
+        }
+    }
+
+    /// A return on one thread, parking or refused, while the last handle goes on
+    /// another: whichever comes first, the pool goes with the last of them.
+    #[test]
+    fn a_return_racing_the_last_handle_lets_the_pool_go() {
+        for _ in 0..2_000 {
+            let (pool, alive) = bare_pool();
+            let returned = try_get(&pool);
+            drop(try_get(&pool));
+            let pool_state = Arc::downgrade(&pool.shared);
+            let returner = std::thread::spawn(move || drop(returned));
+            drop(pool);
+            returner.join().expect("the return did not panic");
+            assert!(
+                pool_state.upgrade().is_none(),
+                "the pool outlived everything"
+            );
+            assert_eq!(alive.load(Ordering::SeqCst), 0);
+        }
+    }
+
+    /// The same with a checkout that came from the cell (holding the reference its
+    /// return left there) and a second handle dropped beside it.
+    #[test]
+    fn a_checkout_from_the_cell_racing_the_last_handle_lets_the_pool_go() {
+        for _ in 0..2_000 {
+            let (pool, alive) = bare_pool();
+            drop(try_get(&pool));
+            let from_the_cell = try_get(&pool);
+            let pool_state = Arc::downgrade(&pool.shared);
+            let clone = pool.clone();
+            let other = std::thread::spawn(move || {
+                drop(from_the_cell);
+                drop(clone);
+            });
+            drop(pool);
+            other.join().expect("the return did not panic");
+            assert!(
+                pool_state.upgrade().is_none(),
+                "the pool outlived everything"
+            );
+            assert_eq!(alive.load(Ordering::SeqCst), 0);
+        }
+    }
+
     #[tokio::test]
     async fn a_checkout_that_outlives_its_pool_frees_it_on_return() {
         let (pool, alive) = pool();
