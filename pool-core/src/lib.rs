@@ -73,7 +73,8 @@
 //!   [`ReturnState::Dirty`], or dropped while its holder panicked) is reset before the
 //!   next checkout; one returned broken is closed.
 //! - **Panics do not poison**: no lock is held while driver or hook code runs; a panic
-//!   there unwinds through guards that free the connection's room.
+//!   there unwinds through guards that free the connection's room. A `metrics`
+//!   recorder that panics loses that measurement and nothing else.
 //! - **No caller waits out a connect for nothing**: a caller opening a connection also
 //!   keeps its place in line; if a connection comes back first it takes that one, and
 //!   its connect finishes into the pool (with tokio; elsewhere it waits for its

@@ -85,39 +85,56 @@ mod enabled {
         }
 
         pub(crate) fn resized(&self, max_size: usize) {
-            metrics::gauge!("db.client.connection.max", self.labels.clone()).set(max_size as f64);
-            metrics::gauge!("db.client.connection.idle.max", self.labels.clone())
-                .set(max_size as f64);
+            recorded(|| {
+                metrics::gauge!("db.client.connection.max", self.labels.clone())
+                    .set(max_size as f64);
+                metrics::gauge!("db.client.connection.idle.max", self.labels.clone())
+                    .set(max_size as f64);
+            });
         }
 
         pub(crate) fn counts(&self, idle: usize, used: usize, pending: usize) {
-            self.idle.set(idle as f64);
-            self.used.set(used as f64);
-            self.pending.set(pending as f64);
+            recorded(|| {
+                self.idle.set(idle as f64);
+                self.used.set(used as f64);
+                self.pending.set(pending as f64);
+            });
         }
 
         pub(crate) fn timeout(&self) {
-            self.timeouts.increment(1);
+            recorded(|| self.timeouts.increment(1));
         }
 
         pub(crate) fn create_time(&self, took: Duration) {
-            self.create_time.record(took.as_secs_f64());
+            recorded(|| self.create_time.record(took.as_secs_f64()));
         }
 
         pub(crate) fn wait_time(&self, started: Instant, now: Instant) {
-            self.wait_time
-                .record(now.saturating_duration_since(started).as_secs_f64());
+            let waited = now.saturating_duration_since(started);
+            recorded(|| self.wait_time.record(waited.as_secs_f64()));
         }
 
         pub(crate) fn use_time(&self, taken_at: Instant) {
             let took = crate::clock::now().saturating_duration_since(taken_at);
-            self.use_time.record(took.as_secs_f64());
+            recorded(|| self.use_time.record(took.as_secs_f64()));
         }
 
         pub(crate) fn closed(&self, reason: CloseReason) {
-            let mut labels = self.labels.clone();
-            labels.push(Label::new("reason", reason.as_str()));
-            metrics::counter!("db.client.connection.closes", labels).increment(1);
+            recorded(|| {
+                let mut labels = self.labels.clone();
+                labels.push(Label::new("reason", reason.as_str()));
+                metrics::counter!("db.client.connection.closes", labels).increment(1);
+            });
+        }
+    }
+
+    /// Runs a recorder's code. The pool records from returns, from a checkout's drop
+    /// and under its lock, where a panic unwinding out of an exporter's bug would
+    /// lose a connection's room or a waiter's wake-up: the measurement is dropped
+    /// instead (the panic hook has reported the panic).
+    fn recorded(record: impl FnOnce()) {
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(record)).is_err() {
+            tracing::warn!("a metrics recorder panicked; one measurement was dropped");
         }
     }
 }
