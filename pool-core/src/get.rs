@@ -607,6 +607,12 @@ impl<M: Manager> Shared<M> {
             if let Some((parked, _reference)) = self.hand_back.bar_and_drain(bar::WAITERS) {
                 st.put_back(Idle::from_parked(parked), false, &mut wake);
             }
+            // A connection may have gone idle since this caller decided to open one
+            // (returned while nobody waited, into the list with FIFO reuse): the first
+            // in line, perhaps this caller, takes it rather than waiting out a connect.
+            if let Some(idle) = st.take_idle() {
+                st.put_back(idle, false, &mut wake);
+            }
             (key, place)
         };
         wake.wake();
@@ -899,5 +905,65 @@ pub(crate) mod tests {
         assert_eq!(pooled, 16, "the checkout guard grew to {pooled} bytes");
         let result = std::mem::size_of::<super::GetResult<NoIo>>();
         assert!(result <= 48, "the get's result grew to {result} bytes");
+    }
+}
+
+/// A caller that decided to open a connection joins the line once its connect is under
+/// way, and a connection can go idle in between.
+#[cfg(all(test, feature = "tokio", not(pool_model)))]
+mod join_line_tests {
+    use std::convert::Infallible;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use crate::{Pool, Pooled, Reuse};
+
+    /// A manager whose second connect, when first polled, returns the checkout stashed
+    /// in it (as another task would, between the caller's decision to open and its
+    /// joining the line), and then takes a minute.
+    #[derive(Default)]
+    struct ReturnsWhileConnecting {
+        stash: Arc<Mutex<Option<Pooled<ReturnsWhileConnecting>>>>,
+        connects: Mutex<u32>,
+    }
+
+    #[async_trait::async_trait]
+    impl crate::Manager for ReturnsWhileConnecting {
+        type Connection = u32;
+        type Error = Infallible;
+        async fn connect(&self) -> Result<u32, Infallible> {
+            let n = {
+                let mut connects = self.connects.lock().unwrap();
+                *connects += 1;
+                *connects
+            };
+            if n > 1 {
+                let stashed = self.stash.lock().unwrap().take();
+                drop(stashed);
+                tokio::time::sleep(Duration::from_secs(60)).await;
+            }
+            Ok(n)
+        }
+        async fn recycle(&self, _: &mut u32, _: &crate::ConnectionInfo) -> Result<(), Infallible> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_gone_idle_before_the_opener_joins_the_line_serves_it() {
+        let manager = ReturnsWhileConnecting::default();
+        let stash = Arc::clone(&manager.stash);
+        let pool = Pool::builder(manager)
+            .max_size(2)
+            .reuse(Reuse::Fifo)
+            .build()
+            .expect("valid config");
+        let first = pool.get().await.expect("the first connection");
+        *stash.lock().unwrap() = Some(first);
+        let second = tokio::time::timeout(Duration::from_secs(1), pool.get())
+            .await
+            .expect("served by the connection returned meanwhile, not the minute's connect")
+            .expect("a connection");
+        assert_eq!(*second, 1, "the first connection, returned");
     }
 }
