@@ -54,9 +54,7 @@ impl<M: Manager> Drop for Pool<M> {
             == 1
         {
             let mut st = self.shared.lock();
-            if let Some((parked, _reference)) = self.shared.hand_back.bar_and_drain(bar::ORPHANED) {
-                st.idle.push_back(Idle::from_parked(parked));
-            }
+            self.shared.bar_into_idle(&mut st, bar::ORPHANED);
         }
     }
 }
@@ -214,9 +212,7 @@ impl<M: Manager> Pool<M> {
             if st.above_max_size() {
                 // Returns must look at the size under the lock until it is back within
                 // bounds; the parked connection is the newest idle one.
-                if let Some((parked, _reference)) = shared.hand_back.bar_and_drain(bar::OVER_SIZE) {
-                    st.idle.push_back(Idle::from_parked(parked));
-                }
+                shared.bar_into_idle(&mut st, bar::OVER_SIZE);
             } else {
                 shared.hand_back.unbar(bar::OVER_SIZE);
             }
@@ -287,9 +283,7 @@ impl<M: Manager> Pool<M> {
         {
             let mut st = self.shared.lock();
             st.closed = true;
-            if let Some((parked, _reference)) = self.shared.hand_back.bar_and_drain(bar::CLOSED) {
-                st.idle.push_back(Idle::from_parked(parked));
-            }
+            self.shared.bar_into_idle(&mut st, bar::CLOSED);
             while let Some(popped) = st.waiters.pop_front() {
                 wake.push(st.waiters.grant(popped, Grant::Closed));
             }
@@ -509,6 +503,16 @@ impl<M: Manager> Shared<M> {
     /// hook, which `close` may have come during.
     pub(crate) fn is_closed(&self) -> bool {
         self.lock().closed
+    }
+
+    /// Bars the hand-back cell for `reason` and puts the connection it held, if any, at
+    /// the back of the idle list (the newest idle one, where its return would have put
+    /// it); for the holder of the lock, `st`. The reference to the pool the connection
+    /// carried is dropped: the caller holds one of its own.
+    fn bar_into_idle(&self, st: &mut State<M::Connection>, reason: usize) {
+        if let Some((parked, _reference)) = self.hand_back.bar_and_drain(reason) {
+            st.idle.push_back(Idle::from_parked(parked));
+        }
     }
 
     /// The counts `st` (the pool's state, locked) gives, with an idle connection parked
