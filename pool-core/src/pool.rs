@@ -1030,13 +1030,28 @@ mod reference_tests {
         }
     }
 
+    /// A pool without a runtime (nothing here waits), whose checkouts can be taken
+    /// with `try_get` on any thread.
     fn pool() -> (Pool<Counted>, Arc<AtomicUsize>) {
         let alive = Arc::new(AtomicUsize::new(0));
         let pool = Pool::builder(Counted(Arc::clone(&alive)))
             .max_size(2)
+            .wait_timeout(None)
+            .connect_timeout(None)
+            .recycle_timeout(None)
+            .runtime(None)
             .build()
             .expect("valid config");
         (pool, alive)
+    }
+
+    fn try_get(pool: &Pool<Counted>) -> crate::Pooled<Counted> {
+        let mut get = std::pin::pin!(pool.try_get());
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match std::future::Future::poll(get.as_mut(), &mut cx) {
+            std::task::Poll::Ready(conn) => conn.expect("a connection"),
+            std::task::Poll::Pending => panic!("try_get waited"),
+        }
     }
 
     #[tokio::test]
@@ -1087,36 +1102,12 @@ mod reference_tests {
         );
     }
 
-    /// A pool without a runtime, whose checkouts are taken with `try_get` on any
-    /// thread.
-    fn bare_pool() -> (Pool<Counted>, Arc<AtomicUsize>) {
-        let alive = Arc::new(AtomicUsize::new(0));
-        let pool = Pool::builder(Counted(Arc::clone(&alive)))
-            .max_size(2)
-            .wait_timeout(None)
-            .connect_timeout(None)
-            .recycle_timeout(None)
-            .runtime(None)
-            .build()
-            .expect("valid config");
-        (pool, alive)
-    }
-
-    fn try_get(pool: &Pool<Counted>) -> crate::Pooled<Counted> {
-        let mut get = std::pin::pin!(pool.try_get());
-        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-        match std::future::Future::poll(get.as_mut(), &mut cx) {
-            std::task::Poll::Ready(conn) => conn.expect("a connection"),
-            std::task::Poll::Pending => panic!("try_get waited"),
-        }
-    }
-
     /// A return on one thread, parking or refused, while the last handle goes on
     /// another: whichever comes first, the pool goes with the last of them.
     #[test]
     fn a_return_racing_the_last_handle_lets_the_pool_go() {
         for _ in 0..2_000 {
-            let (pool, alive) = bare_pool();
+            let (pool, alive) = pool();
             let returned = try_get(&pool);
             drop(try_get(&pool));
             let pool_state = Arc::downgrade(&pool.shared);
@@ -1136,7 +1127,7 @@ mod reference_tests {
     #[test]
     fn a_checkout_from_the_cell_racing_the_last_handle_lets_the_pool_go() {
         for _ in 0..2_000 {
-            let (pool, alive) = bare_pool();
+            let (pool, alive) = pool();
             drop(try_get(&pool));
             let from_the_cell = try_get(&pool);
             let pool_state = Arc::downgrade(&pool.shared);
