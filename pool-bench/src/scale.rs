@@ -229,6 +229,13 @@ impl Visit for ScaleRun<'_> {
     }
 }
 
+/// `values`, sorted.
+fn sorted(values: &[f64]) -> Vec<f64> {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted
+}
+
 /// A baseline task: waits on a `Notify`, the least any waiting task costs.
 async fn parked_on(notify: Arc<Notify>, parked: Arc<AtomicUsize>) -> Result<(), String> {
     count_first_pending(notify.notified(), &parked).await;
@@ -260,6 +267,10 @@ struct Entry {
     last: Option<Round>,
     /// Every counted wait of every round, in ns (sorted once all rounds ran).
     waits: Vec<f64>,
+    /// Every counted wait over its own round's fair share (sorted once all rounds
+    /// ran). The machine can run a round at twice the throughput of the next, and a
+    /// wait is fair or not against the throughput it was measured at.
+    relative_waits: Vec<f64>,
     /// Per round, in ns.
     fair_share: Vec<f64>,
 }
@@ -271,20 +282,28 @@ impl Entry {
             result: Measurement::default(),
             last: None,
             waits: Vec::new(),
+            relative_waits: Vec::new(),
             fair_share: Vec::new(),
         }
     }
 
     fn fair_share(&self) -> Option<f64> {
-        let mut sorted = self.fair_share.clone();
-        sorted.sort_by(f64::total_cmp);
-        measure::quantile(&sorted, 0.5)
+        measure::quantile(&sorted(&self.fair_share), 0.5)
     }
 
-    /// The quantile `q` of the waits over the fair share.
+    /// The quantile `q` of the waits, each over its round's fair share.
     fn wait_over_fair(&self, q: f64) -> Option<f64> {
-        let fair = self.fair_share().filter(|f| *f > 0.0)?;
-        Some(measure::quantile(&self.waits, q)? / fair)
+        measure::quantile(&self.relative_waits, q)
+    }
+
+    /// Adds a round's waits.
+    fn record(&mut self, round: &Round) {
+        self.waits.extend(&round.waits);
+        if round.fair_share > 0.0 {
+            self.relative_waits
+                .extend(round.waits.iter().map(|wait| wait / round.fair_share));
+        }
+        self.fair_share.push(round.fair_share);
     }
 }
 
@@ -329,8 +348,13 @@ pub fn run(options: &Options, report: &mut Report, targets: &mut Targets) {
                         .result
                         .samples
                         .push(round.parked.live as f64 / WAITERS as f64);
-                    entry.waits.extend(&round.waits);
-                    entry.fair_share.push(round.fair_share);
+                    eprintln!(
+                        "scale: {}: fair share {:.0} µs, p99 wait {:.0} µs",
+                        entry.name,
+                        round.fair_share / 1e3,
+                        measure::quantile(&sorted(&round.waits), 0.99).unwrap_or(0.0) / 1e3,
+                    );
+                    entry.record(&round);
                     entry.last = Some(round);
                 }
                 Err(problem) => entry.result.problem = Some(problem),
@@ -346,6 +370,7 @@ pub fn run(options: &Options, report: &mut Report, targets: &mut Targets) {
     rt.shutdown_timeout(Duration::from_secs(1));
     for entry in &mut entries {
         entry.waits.sort_by(f64::total_cmp);
+        entry.relative_waits.sort_by(f64::total_cmp);
         report.check("scale", entry.name, &entry.result);
     }
 
@@ -422,7 +447,10 @@ pub fn run(options: &Options, report: &mut Report, targets: &mut Targets) {
         "Fairness: then every task loops {loops} times (check out, `yield_now` while \
          holding, return), recording each checkout's wait (the first from when the task \
          began waiting). Fair share = (tasks − connections) / throughput, the mean wait \
-         under any order of service; percentiles over every checkout of every round.\n\n"
+         under any order of service; percentiles over every checkout of every round. \
+         `fair share` is the median of the rounds'; the `÷ fair` columns and the chart \
+         divide each wait by its own round's fair share, since the machine may run one \
+         round at twice the throughput of another.\n\n"
     ));
     let mut table = Table::new(&[
         "contender",
@@ -470,8 +498,8 @@ pub fn run(options: &Options, report: &mut Report, targets: &mut Targets) {
         title: format!(
             "4. Scale: how evenly {WAITERS} tasks waiting on {SIZE} connections are served"
         ),
-        note: "Each checkout's wait divided by the fair share ((tasks − connections) / \
-               throughput), by percentile of all checkouts. A pool that serves in turn \
+        note: "Each checkout's wait divided by its round's fair share ((tasks − \
+               connections) / throughput), by percentile of all checkouts. A pool that serves in turn \
                stays near 1 (its first checkouts, while the queue forms, lie below); one \
                that lets returning tasks barge ahead sits near 0 for most checkouts and \
                climbs far above 1 at the end. Lower at the right end is fairer."
