@@ -21,10 +21,10 @@ use std::time::Duration;
 use tokio::runtime::Runtime;
 
 use crate::contenders::{self, Contender, Pool, Visit};
-use crate::measure::{self, Measurement, Outcome, Problem};
+use crate::measure::{self, Measurement, Outcome, Problem, Ratio};
 use crate::report::{self, Report, Table};
 use crate::svg::{Axis, Figure, Legend, Panel, Series};
-use crate::targets::{Target, Targets};
+use crate::targets::{Met, Target, Targets};
 use crate::Options;
 
 /// How long one timed run of one contender takes in a full run.
@@ -508,20 +508,25 @@ fn check_targets(targets: &mut Targets, results: &[(Config, Vec<Entry>)], one_th
         measured,
         met,
     ));
-    let qp_one_thread = median_of(one_thread, "qp");
-    let core_one_thread = core_median(one_thread);
-    let (measured, met) = match (core_one_thread, qp_one_thread) {
-        (Some(core), Some(qp)) => (
-            format!(
-                "{} ({} vs {} ns, current-thread runtime)",
-                report::ratio(core / qp),
-                report::ns(core),
-                report::ns(qp)
+    // Both near 50 ns, where a round's noise is larger than their difference: judged
+    // on the rounds' ratios and their interval.
+    let measurement_of = |name: &str| one_thread.iter().find(|e| e.name == name);
+    let ratio = measurement_of("pool-core")
+        .zip(measurement_of("qp"))
+        .and_then(|(core, qp)| Ratio::paired(&core.result, &qp.result));
+    let (measured, met): (String, Met) =
+        match (ratio, core_median(one_thread), median_of(one_thread, "qp")) {
+            (Some(ratio), Some(core), Some(qp)) => (
+                format!(
+                    "{} ({} vs {} ns, current-thread runtime)",
+                    ratio.describe(),
+                    report::ns(core),
+                    report::ns(qp)
+                ),
+                ratio.against(1.0, true).into(),
             ),
-            Some(core <= qp),
-        ),
-        _ => ("no result".to_owned(), None),
-    };
+            _ => ("no result".to_owned(), Met::Unknown),
+        };
     targets.push(Target::new(
         "checkout, one task",
         "pool-core no slower than qp",

@@ -235,3 +235,178 @@ pub fn quantile(sorted: &[f64], q: f64) -> Option<f64> {
     let rank = (q * sorted.len() as f64).ceil() as usize;
     Some(sorted[rank.clamp(1, sorted.len()) - 1])
 }
+
+/// How two contenders compare when the machine's speed drifts: the ratio of their
+/// values round by round (each round runs both within seconds of each other), and the
+/// median of those ratios with a distribution-free confidence interval.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Ratio {
+    pub median: f64,
+    /// The interval holds the true median ratio with probability at least `coverage`
+    /// (order statistics of the rounds' ratios; no assumption on their distribution).
+    pub low: f64,
+    pub high: f64,
+    pub coverage: f64,
+    pub rounds: usize,
+}
+
+/// Where a ratio stands against a bound.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// The whole interval is on the right side of the bound.
+    Met,
+    /// The whole interval is on the wrong side.
+    Missed,
+    /// The interval straddles the bound: this run cannot tell.
+    WithinNoise,
+}
+
+impl Verdict {
+    /// The verdict on several ratios that must all meet a bound: missed if any missed,
+    /// met if all met.
+    pub fn all(verdicts: impl IntoIterator<Item = Verdict>) -> Verdict {
+        verdicts
+            .into_iter()
+            .fold(Verdict::Met, |all, one| match (all, one) {
+                (Verdict::Missed, _) | (_, Verdict::Missed) => Verdict::Missed,
+                (Verdict::WithinNoise, _) | (_, Verdict::WithinNoise) => Verdict::WithinNoise,
+                _ => Verdict::Met,
+            })
+    }
+}
+
+impl Ratio {
+    /// The ratio of `numerator`'s samples to `denominator`'s, round by round. `None`
+    /// if either stopped with a problem or has no samples.
+    pub fn paired(numerator: &Measurement, denominator: &Measurement) -> Option<Ratio> {
+        if numerator.is_stopped() || denominator.is_stopped() {
+            return None;
+        }
+        Ratio::of_rounds(
+            numerator
+                .samples
+                .values
+                .iter()
+                .zip(&denominator.samples.values)
+                .filter(|(_, &d)| d > 0.0)
+                .map(|(n, d)| n / d)
+                .collect(),
+        )
+    }
+
+    /// The median of `ratios` and the widest order-statistic interval around it
+    /// whose coverage is at least 95% (or, with fewer than 6 rounds, the full range).
+    pub fn of_rounds(mut ratios: Vec<f64>) -> Option<Ratio> {
+        ratios.sort_by(f64::total_cmp);
+        let samples = Samples {
+            values: ratios.clone(),
+        };
+        let median = samples.median()?;
+        let n = ratios.len();
+        // P(the k-th smallest of n ratios lies above the true median) is
+        // P(Binomial(n, ½) ≤ k − 1); the interval [k-th, (n+1−k)-th] misses the median
+        // with twice that probability.
+        let below = |k: usize| binomial_half_cdf(n, k - 1);
+        let k = (1..=n.div_ceil(2))
+            .take_while(|&k| 2.0 * below(k) <= 0.05)
+            .last()
+            .unwrap_or(1);
+        Some(Ratio {
+            median,
+            low: ratios[k - 1],
+            high: ratios[n - k],
+            coverage: 1.0 - 2.0 * below(k),
+            rounds: n,
+        })
+    }
+
+    /// Whether the ratio is at least `bound` (or, with `at_most`, at most `bound`).
+    pub fn against(&self, bound: f64, at_most: bool) -> Verdict {
+        let (good, bad) = if at_most {
+            (self.high <= bound, self.low > bound)
+        } else {
+            (self.low >= bound, self.high < bound)
+        };
+        match (good, bad) {
+            (true, _) => Verdict::Met,
+            (_, true) => Verdict::Missed,
+            _ => Verdict::WithinNoise,
+        }
+    }
+
+    /// As `0.96× (0.91–1.02)`: the median and the interval.
+    pub fn describe(&self) -> String {
+        format!("{:.2}× ({:.2}–{:.2})", self.median, self.low, self.high)
+    }
+}
+
+/// P(X ≤ k) for X ~ Binomial(n, ½).
+fn binomial_half_cdf(n: usize, k: usize) -> f64 {
+    let mut term = 0.5f64.powi(n as i32); // C(n, 0) / 2^n
+    let mut sum = 0.0;
+    for i in 0..=k.min(n) {
+        sum += term;
+        term *= (n - i) as f64 / (i + 1) as f64;
+    }
+    sum
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn measured(values: &[f64]) -> Measurement {
+        let mut m = Measurement::default();
+        values.iter().for_each(|&v| m.samples.push(v));
+        m
+    }
+
+    #[test]
+    fn the_binomial_tail_matches_counted_outcomes() {
+        // Of the 2048 outcomes of 11 fair coins, 1 has no heads, 11 one, 55 two.
+        assert!((binomial_half_cdf(11, 0) - 1.0 / 2048.0).abs() < 1e-12);
+        assert!((binomial_half_cdf(11, 2) - 67.0 / 2048.0).abs() < 1e-12);
+        assert!((binomial_half_cdf(11, 11) - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn eleven_rounds_give_the_second_and_tenth_ratios_as_the_interval() {
+        let ratio = Ratio::of_rounds((1..=11).rev().map(f64::from).collect()).unwrap();
+        assert_eq!((ratio.median, ratio.low, ratio.high), (6.0, 2.0, 10.0));
+        // [2nd, 10th] misses with 2 × 12/2048; [3rd, 9th] would miss with 2 × 67/2048.
+        assert!((ratio.coverage - (1.0 - 24.0 / 2048.0)).abs() < 1e-12);
+        assert_eq!(ratio.rounds, 11);
+    }
+
+    #[test]
+    fn few_rounds_give_the_full_range() {
+        let ratio = Ratio::of_rounds(vec![1.0, 3.0, 2.0]).unwrap();
+        assert_eq!((ratio.low, ratio.median, ratio.high), (1.0, 2.0, 3.0));
+        assert!(Ratio::of_rounds(Vec::new()).is_none());
+    }
+
+    /// A machine that runs both contenders up to twice as fast in some rounds: each
+    /// round's ratio is the same 0.95, and so is their median and interval.
+    #[test]
+    fn pairing_rounds_cancels_a_drift_common_to_both_contenders() {
+        let speeds = [1.0, 2.0, 1.3, 1.9, 1.1, 1.6, 2.0];
+        let ours = measured(&speeds.map(|s| 95.0 * s));
+        let theirs = measured(&speeds.map(|s| 100.0 * s));
+        let ratio = Ratio::paired(&ours, &theirs).unwrap();
+        assert!((ratio.high - ratio.low).abs() < 1e-12);
+        assert!((ratio.median - 0.95).abs() < 1e-12);
+        assert_eq!(ratio.against(0.97, false), Verdict::Missed);
+        assert_eq!(ratio.against(0.9, false), Verdict::Met);
+    }
+
+    #[test]
+    fn an_interval_across_the_bound_is_within_noise() {
+        let ratio = Ratio::of_rounds(vec![0.9, 0.95, 0.96, 0.98, 1.0, 1.02, 1.05]).unwrap();
+        assert_eq!(ratio.against(0.97, false), Verdict::WithinNoise);
+        assert_eq!(ratio.against(0.85, false), Verdict::Met);
+        assert_eq!(ratio.against(1.1, true), Verdict::Met);
+        assert_eq!(ratio.against(0.8, true), Verdict::Missed);
+        let stopped = Measurement::not_run("test");
+        assert!(Ratio::paired(&stopped, &measured(&[1.0])).is_none());
+    }
+}

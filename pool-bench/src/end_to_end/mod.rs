@@ -22,7 +22,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 
-use crate::measure::{self, Measurement, Problem};
+use crate::measure::{self, Measurement, Problem, Ratio, Verdict};
 use crate::report::{self, Report, Table};
 use crate::svg::{Axis, Legend, Panel, Series};
 use crate::targets::{Target, Targets};
@@ -231,16 +231,28 @@ impl BackendResults {
         self.contenders.iter().position(|c| c.kind == Kind::Ours)
     }
 
-    /// The floor's throughput for concurrency index `c`: at the same concurrency, or
+    /// The floor's measurement for concurrency index `c`: at the same concurrency, or
     /// above the pool size at the pool size (its 16 connections are the ceiling).
-    fn floor(&self, c: usize) -> Option<f64> {
+    fn floor(&self, c: usize) -> Option<&Measurement> {
         let floor = self.contenders.iter().position(|c| c.kind == Kind::Floor)?;
         let c = if CONCURRENCY[c] > POOL_SIZE {
             CONCURRENCY.iter().position(|&t| t == POOL_SIZE)?
         } else {
             c
         };
-        self.median(c, floor)
+        Some(&self.results[c][floor])
+    }
+
+    /// Contender `index`'s throughput over the floor's at concurrency index `c`, round
+    /// by round.
+    fn over_floor(&self, c: usize, index: usize) -> Option<Ratio> {
+        Ratio::paired(&self.results[c][index], self.floor(c)?)
+    }
+
+    /// Contender `index`'s throughput over contender `other`'s at concurrency index
+    /// `c`, round by round.
+    fn ratio(&self, c: usize, index: usize, other: usize) -> Option<Ratio> {
+        Ratio::paired(&self.results[c][index], &self.results[c][other])
     }
 }
 
@@ -254,7 +266,9 @@ pub fn run(backends: &[&Backend], options: &Options, report: &mut Report, target
          interquartile range in % of the median). `vs floor`: this contender's throughput over the \
          no-pool floor's at the same concurrency (at 64 tasks, over the floor's at 16: \
          16 connections are the ceiling). `ours ÷ this`: our driver's throughput over \
-         this contender's (above 1× ours is faster).\n\n",
+         this contender's (above 1× ours is faster). Both ratios are the median of the \
+         rounds' ratios, each between two runs seconds apart, so that a slow stretch of \
+         the machine weighs on both sides of a ratio.\n\n",
         if options.quick { QUICK_ROUNDS } else { ROUNDS },
         if options.quick { QUICK_RUN } else { RUN },
     ));
@@ -347,7 +361,6 @@ fn table(report: &mut Report, results: &BackendResults) {
     ]);
     let ours = results.ours();
     for (c, &tasks) in CONCURRENCY.iter().enumerate() {
-        let ours_qps = ours.and_then(|o| results.median(c, o));
         for (index, contender) in results.contenders.iter().enumerate() {
             let measurement = &results.results[c][index];
             let row = match (measurement.median(), &measurement.problem) {
@@ -358,10 +371,12 @@ fn table(report: &mut Report, results: &BackendResults) {
                     report::spread(measurement.samples.spread()),
                     format!("{:.1}", 1e6 / qps),
                     results
-                        .floor(c)
-                        .map_or_else(String::new, |floor| report::ratio(qps / floor)),
-                    match ours_qps {
-                        Some(ours) if contender.kind != Kind::Ours => report::ratio(ours / qps),
+                        .over_floor(c, index)
+                        .map_or_else(String::new, |r| report::ratio(r.median)),
+                    match ours {
+                        Some(ours) if contender.kind != Kind::Ours => results
+                            .ratio(c, ours, index)
+                            .map_or_else(String::new, |r| report::ratio(r.median)),
                         _ => String::new(),
                     },
                 ],
@@ -417,29 +432,23 @@ fn panel(backend: &Backend, results: &BackendResults) -> Panel {
 fn check_targets(targets: &mut Targets, backend: &Backend, results: &BackendResults) {
     let Some(ours) = results.ours() else { return };
     let name = results.contenders[ours].name;
+    let scenario = format!("end to end, {}", backend.title);
     // At concurrency ≤ pool size: ≥ 0.97 × the floor.
-    let worst_floor = CONCURRENCY
+    let over_floor: Vec<(Ratio, usize)> = CONCURRENCY
         .iter()
         .enumerate()
         .filter(|(_, &tasks)| tasks <= POOL_SIZE)
-        .filter_map(|(c, &tasks)| Some((results.median(c, ours)? / results.floor(c)?, tasks)))
-        .min_by(|a, b| a.0.total_cmp(&b.0));
-    targets.push(match worst_floor {
-        Some((ratio, tasks)) => Target::new(
-            format!("end to end, {}", backend.title),
-            format!("{name} ≥ 0.97× the no-pool floor at ≤ {POOL_SIZE} tasks"),
-            format!("{} at worst ({tasks} tasks)", report::ratio(ratio)),
-            Some(ratio >= 0.97),
-        ),
-        None => Target::new(
-            format!("end to end, {}", backend.title),
-            format!("{name} ≥ 0.97× the no-pool floor at ≤ {POOL_SIZE} tasks"),
-            "no result",
-            None,
-        ),
-    });
+        .filter_map(|(c, &tasks)| Some((results.over_floor(c, ours)?, tasks)))
+        .collect();
+    targets.push(judge(
+        &scenario,
+        format!("{name} ≥ 0.97× the no-pool floor at ≤ {POOL_SIZE} tasks"),
+        &over_floor,
+        0.97,
+        |tasks| format!("{tasks} tasks"),
+    ));
     // At every concurrency: ≥ every other pool.
-    let worst_pool = CONCURRENCY
+    let over_pools: Vec<(Ratio, (usize, &str))> = CONCURRENCY
         .iter()
         .enumerate()
         .flat_map(|(c, &tasks)| {
@@ -449,31 +458,40 @@ fn check_targets(targets: &mut Targets, backend: &Backend, results: &BackendResu
                 .enumerate()
                 .filter(|(_, k)| k.kind == Kind::Pool)
                 .filter_map(move |(index, k)| {
-                    Some((
-                        results.median(c, ours)? / results.median(c, index)?,
-                        tasks,
-                        k.name,
-                    ))
+                    Some((results.ratio(c, ours, index)?, (tasks, k.name)))
                 })
         })
-        .min_by(|a, b| a.0.total_cmp(&b.0));
-    targets.push(match worst_pool {
-        Some((ratio, tasks, other)) => Target::new(
-            format!("end to end, {}", backend.title),
-            format!("{name} ≥ every other pool at every concurrency"),
-            format!(
-                "{} at worst (vs {other}, {tasks} tasks)",
-                report::ratio(ratio)
-            ),
-            Some(ratio >= 1.0),
+        .collect();
+    targets.push(judge(
+        &scenario,
+        format!("{name} ≥ every other pool at every concurrency"),
+        &over_pools,
+        1.0,
+        |(tasks, other)| format!("vs {other}, {tasks} tasks"),
+    ));
+}
+
+/// A target that every one of `ratios` must be at least `bound`: met if every
+/// interval is above it, missed if any is below; the worst median is shown.
+fn judge<W: Copy>(
+    scenario: &str,
+    goal: String,
+    ratios: &[(Ratio, W)],
+    bound: f64,
+    describe_at: impl Fn(W) -> String,
+) -> Target {
+    let worst = ratios
+        .iter()
+        .min_by(|a, b| a.0.median.total_cmp(&b.0.median));
+    match worst {
+        Some(&(ratio, at)) => Target::new(
+            scenario,
+            goal,
+            format!("{} at worst ({})", ratio.describe(), describe_at(at)),
+            Verdict::all(ratios.iter().map(|(r, _)| r.against(bound, false))),
         ),
-        None => Target::new(
-            format!("end to end, {}", backend.title),
-            format!("{name} ≥ every other pool at every concurrency"),
-            "no result",
-            None,
-        ),
-    });
+        None => Target::new(scenario, goal, "no result", None),
+    }
 }
 
 /// Turns a setup step's error into the message naming the step.
