@@ -409,6 +409,7 @@ impl<M: Manager> Drop for WaitTurn<'_, M> {
                 )
                 | None => {}
             }
+            self.shared.unbar_if_nobody_waits(&st);
         }
         wake.wake();
         self.shared.close_chosen(closing);
@@ -517,9 +518,7 @@ impl<M: Manager> Shared<M> {
                     }
                 }
             };
-            if st.waiters.is_empty() {
-                self.hand_back.unbar(bar::WAITERS);
-            }
+            self.unbar_if_nobody_waits(&st);
             raw
         };
         // Before the wakers run: should one of them panic, the watchdog the state
@@ -965,5 +964,65 @@ mod join_line_tests {
             .expect("served by the connection returned meanwhile, not the minute's connect")
             .expect("a connection");
         assert_eq!(*second, 1, "the first connection, returned");
+    }
+}
+
+/// A caller that leaves the line unserved lifts the bar its wait put on the hand-back
+/// cell, as a served one does: the next return parks there, not under the lock.
+#[cfg(all(
+    test,
+    target_pointer_width = "64",
+    feature = "tokio",
+    not(pool_model),
+    not(feature = "metrics")
+))]
+mod leaving_the_line_tests {
+    use std::future::Future;
+    use std::task::{Context, Waker};
+    use std::time::Duration;
+
+    use super::tests::NoIo;
+    use crate::Pool;
+
+    fn pool(wait: Option<Duration>) -> Pool<NoIo> {
+        Pool::builder(NoIo)
+            .max_size(1)
+            .wait_timeout(wait)
+            .build()
+            .expect("valid config")
+    }
+
+    #[tokio::test]
+    async fn a_caller_that_gives_up_waiting_reopens_the_hand_back_cell() {
+        let pool = pool(None);
+        let held = pool.get().await.expect("the connection");
+        {
+            let mut waiting = std::pin::pin!(pool.get());
+            let mut cx = Context::from_waker(Waker::noop());
+            assert!(waiting.as_mut().poll(&mut cx).is_pending());
+            assert_eq!(pool.status().waiting, 1);
+        }
+        assert_eq!(pool.status().waiting, 0);
+        drop(held);
+        assert!(
+            pool.shared.hand_back.holds_idle(),
+            "the return parked in the hand-back cell"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_caller_whose_wait_expires_reopens_the_hand_back_cell() {
+        let pool = pool(Some(Duration::from_millis(100)));
+        let held = pool.get().await.expect("the connection");
+        let waited = pool.get().await;
+        assert!(
+            matches!(waited, Err(crate::PoolError::Timeout(..))),
+            "the wait expires"
+        );
+        drop(held);
+        assert!(
+            pool.shared.hand_back.holds_idle(),
+            "the return parked in the hand-back cell"
+        );
     }
 }

@@ -799,6 +799,16 @@ impl<M: Manager> Shared<M> {
         self.return_locked(idle, verdict, true);
     }
 
+    /// Lifts the bar waiting callers put on the hand-back cell once the last of them
+    /// has left the line, however it left (served, given up, expired), so that
+    /// returns park there again; for a holder of the lock, under which alone callers
+    /// join the line and raise the bar.
+    pub(crate) fn unbar_if_nobody_waits(&self, st: &State<M::Connection>) {
+        if st.waiters.is_empty() {
+            self.hand_back.unbar(bar::WAITERS);
+        }
+    }
+
     /// A return under the pool's lock: to the first waiter, else the idle list, unless
     /// `verdict` (or the pool's state) says close it.
     /// `just_returned`: `idle` is the connection being returned now, not one it
@@ -826,9 +836,7 @@ impl<M: Manager> Shared<M> {
                 _ => st.give_back(idle, just_returned, &mut wake, &mut closing),
             };
             if kept {
-                if st.waiters.is_empty() {
-                    self.hand_back.unbar(bar::WAITERS);
-                }
+                self.unbar_if_nobody_waits(&st);
                 if dirty && !st.idle.is_empty() {
                     // Left idle dirty, it may hold a transaction's locks until its
                     // next checkout: have upkeep reset it now.

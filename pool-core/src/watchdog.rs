@@ -70,6 +70,7 @@ impl<M: Manager> Shared<M> {
             let next = st
                 .waiters
                 .expire_due(now, || Grant::Expired, |waker| wake.push(waker));
+            self.unbar_if_nobody_waits(&st);
             st.watchdog = match next {
                 Some(at) => Watchdog::Sleeping(at),
                 None => Watchdog::Parked(None),
