@@ -601,16 +601,25 @@ impl<M: Manager> Shared<M> {
         let (key, place) = {
             let mut st = self.lock();
             let (key, place) = st.waiters.push_back(Some(waker.clone()), None);
-            // As in `decide`: a waiter bars the hand-back cell, and a connection parked
-            // there goes to the first in line (perhaps this caller).
-            if let Some((parked, _reference)) = self.hand_back.bar_and_drain(bar::WAITERS) {
-                st.put_back(Idle::from_parked(parked), false, &mut wake);
-            }
-            // A connection may have gone idle since this caller decided to open one
-            // (returned while nobody waited, into the list with FIFO reuse): the first
-            // in line, perhaps this caller, takes it rather than waiting out a connect.
-            if let Some(idle) = st.take_idle() {
-                st.put_back(idle, false, &mut wake);
+            if st.closed {
+                // Closed since this caller decided to open a connection: `close` told
+                // everyone then in line, so the line is this caller alone. Told now,
+                // it need not wait for its connect to end.
+                let popped = st.waiters.pop_front().expect("this caller is in line");
+                wake.push(st.waiters.grant(popped, Grant::Closed));
+            } else {
+                // As in `decide`: a waiter bars the hand-back cell, and a connection
+                // parked there goes to the first in line (perhaps this caller).
+                if let Some((parked, _reference)) = self.hand_back.bar_and_drain(bar::WAITERS) {
+                    st.put_back(Idle::from_parked(parked), false, &mut wake);
+                }
+                // A connection may have gone idle since this caller decided to open one
+                // (returned while nobody waited, into the list with FIFO reuse): the
+                // first in line, perhaps this caller, takes it rather than waiting out
+                // a connect.
+                if let Some(idle) = st.take_idle() {
+                    st.put_back(idle, false, &mut wake);
+                }
             }
             (key, place)
         };
@@ -1024,5 +1033,71 @@ mod leaving_the_line_tests {
             pool.shared.hand_back.holds_idle(),
             "the return parked in the hand-back cell"
         );
+    }
+}
+
+/// A caller whose connect is under way when the pool closes hears of it at once.
+#[cfg(all(test, feature = "tokio", not(pool_model)))]
+mod closed_while_connecting_tests {
+    use std::convert::Infallible;
+    use std::future::Future;
+    use std::sync::{Arc, Mutex};
+    use std::task::Poll;
+    use std::time::Duration;
+
+    use crate::{Pool, PoolError};
+
+    /// A manager whose second connect, when first polled, closes the pool stashed in it
+    /// (as another task would, between the caller's decision to open and its joining
+    /// the line), and then takes a minute.
+    #[derive(Default)]
+    struct ClosesWhileConnecting {
+        stash: Arc<Mutex<Option<Pool<ClosesWhileConnecting>>>>,
+        connects: Mutex<u32>,
+    }
+
+    #[async_trait::async_trait]
+    impl crate::Manager for ClosesWhileConnecting {
+        type Connection = u32;
+        type Error = Infallible;
+        async fn connect(&self) -> Result<u32, Infallible> {
+            let n = {
+                let mut connects = self.connects.lock().unwrap();
+                *connects += 1;
+                *connects
+            };
+            if n > 1 {
+                let pool = self.stash.lock().unwrap().take().expect("the pool");
+                // Its first poll closes the pool; the rest would wait for the
+                // connection still out.
+                let mut close = std::pin::pin!(pool.close(Duration::from_secs(1)));
+                std::future::poll_fn(|cx| {
+                    let _ = close.as_mut().poll(cx);
+                    Poll::Ready(())
+                })
+                .await;
+                tokio::time::sleep(Duration::from_secs(60)).await;
+            }
+            Ok(n)
+        }
+        async fn recycle(&self, _: &mut u32, _: &crate::ConnectionInfo) -> Result<(), Infallible> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_caller_connecting_when_the_pool_closes_is_told_at_once() {
+        let manager = ClosesWhileConnecting::default();
+        let stash = Arc::clone(&manager.stash);
+        let pool = Pool::builder(manager)
+            .max_size(2)
+            .build()
+            .expect("valid config");
+        let _held = pool.get().await.expect("the first connection");
+        *stash.lock().unwrap() = Some(pool.clone());
+        let second = tokio::time::timeout(Duration::from_secs(1), pool.get())
+            .await
+            .expect("told the pool closed, not after the minute's connect");
+        assert!(matches!(second, Err(PoolError::Closed)), "{second:?}");
     }
 }
