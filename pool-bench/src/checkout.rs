@@ -30,6 +30,11 @@ use crate::Options;
 /// How long one timed run of one contender takes in a full run.
 const TARGET_RUN: Duration = Duration::from_millis(80);
 const ROUNDS: usize = 7;
+/// Rounds on a current-thread runtime: runs there are one configuration each, cheap
+/// enough to run more rounds, and the one-task comparison with qp is judged on the
+/// rounds' ratios, whose interval narrows with more rounds (15 leave out the three
+/// lowest and highest ratios, 7 none).
+const CURRENT_THREAD_ROUNDS: usize = 15;
 const QUICK_ROUNDS: usize = 2;
 /// Operations per run in a quick run.
 const QUICK_OPS: u64 = 2_000;
@@ -184,7 +189,11 @@ fn run_config(config: Config, options: &Options) -> Vec<Entry> {
         works.push(work);
         entries.push(entry);
     }
-    let rounds = if options.quick { QUICK_ROUNDS } else { ROUNDS };
+    let rounds = match (options.quick, config.current_thread) {
+        (true, _) => QUICK_ROUNDS,
+        (false, true) => CURRENT_THREAD_ROUNDS,
+        (false, false) => ROUNDS,
+    };
     for round in 0..rounds {
         for index in measure::rotation(round, entries.len()) {
             let entry = &mut entries[index];
@@ -257,7 +266,8 @@ pub fn run(options: &Options, report: &mut Report, targets: &mut Targets) {
          divided by pool-core's (above 1× pool-core is faster). Tokio multi-thread \
          runtime with {} workers unless said otherwise. Time per op = wall time of a \
          run / ops in it, so with many tasks it is the inverse of throughput. A run \
-         without progress within {:?} counts as deadlocked.\n\n{}\n\n",
+         without progress within {:?} counts as deadlocked. On a current-thread \
+         runtime (1.3, 1.4), {} rounds.\n\n{}\n\n",
         if options.quick { QUICK_ROUNDS } else { ROUNDS },
         TARGET_RUN,
         if options.quick {
@@ -267,6 +277,11 @@ pub fn run(options: &Options, report: &mut Report, targets: &mut Targets) {
         },
         measure::worker_threads(),
         if options.quick { QUICK_LIMIT } else { LIMIT },
+        if options.quick {
+            QUICK_ROUNDS
+        } else {
+            CURRENT_THREAD_ROUNDS
+        },
         contenders::SETTINGS,
     ));
 

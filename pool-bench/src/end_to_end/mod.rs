@@ -494,7 +494,6 @@ fn judge<W: Copy>(
     }
 }
 
-/// Turns a setup step's error into the message naming the step.
 /// Our driver's pool around `manager`: `POOL_SIZE` connections opened before timing,
 /// one worker per task made by `worker` from a clone of the pool, closed afterwards.
 pub async fn ours_setup<M: pool_core::Manager>(
@@ -519,6 +518,7 @@ pub async fn ours_setup<M: pool_core::Manager>(
     })
 }
 
+/// Turns a setup step's error into the message naming the step.
 pub fn failed<E: std::fmt::Display>(what: &'static str) -> impl Fn(E) -> String {
     move |e| format!("{what}: {e}")
 }
