@@ -917,26 +917,32 @@ pub(crate) mod tests {
 }
 
 /// A caller that decided to open a connection joins the line once its connect is under
-/// way, and a connection can go idle in between.
+/// way, and the pool can change in between: a connection can go idle, or the pool can
+/// close.
 #[cfg(all(test, feature = "tokio", not(pool_model)))]
 mod join_line_tests {
     use std::convert::Infallible;
+    use std::future::Future;
     use std::sync::{Arc, Mutex};
+    use std::task::Poll;
     use std::time::Duration;
 
-    use crate::{Pool, Pooled, Reuse};
+    use crate::{Pool, PoolError, Reuse};
 
-    /// A manager whose second connect, when first polled, returns the checkout stashed
-    /// in it (as another task would, between the caller's decision to open and its
-    /// joining the line), and then takes a minute.
+    /// What a second connect does when first polled, as another task would between the
+    /// caller's decision to open and its joining the line.
+    type Act = Box<dyn FnOnce() + Send>;
+
+    /// A manager whose second connect, when first polled, runs the act stashed in it
+    /// and then takes a minute.
     #[derive(Default)]
-    struct ReturnsWhileConnecting {
-        stash: Arc<Mutex<Option<Pooled<ReturnsWhileConnecting>>>>,
+    struct ActsWhileConnecting {
+        act: Arc<Mutex<Option<Act>>>,
         connects: Mutex<u32>,
     }
 
     #[async_trait::async_trait]
-    impl crate::Manager for ReturnsWhileConnecting {
+    impl crate::Manager for ActsWhileConnecting {
         type Connection = u32;
         type Error = Infallible;
         async fn connect(&self) -> Result<u32, Infallible> {
@@ -946,8 +952,8 @@ mod join_line_tests {
                 *connects
             };
             if n > 1 {
-                let stashed = self.stash.lock().unwrap().take();
-                drop(stashed);
+                let act = self.act.lock().unwrap().take().expect("an act stashed");
+                act();
                 tokio::time::sleep(Duration::from_secs(60)).await;
             }
             Ok(n)
@@ -957,22 +963,46 @@ mod join_line_tests {
         }
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn a_connection_gone_idle_before_the_opener_joins_the_line_serves_it() {
-        let manager = ReturnsWhileConnecting::default();
-        let stash = Arc::clone(&manager.stash);
+    /// A pool of two on that manager, and where to stash the act.
+    fn pool(reuse: Reuse) -> (Pool<ActsWhileConnecting>, Arc<Mutex<Option<Act>>>) {
+        let manager = ActsWhileConnecting::default();
+        let act = Arc::clone(&manager.act);
         let pool = Pool::builder(manager)
             .max_size(2)
-            .reuse(Reuse::Fifo)
+            .reuse(reuse)
             .build()
             .expect("valid config");
+        (pool, act)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_gone_idle_before_the_opener_joins_the_line_serves_it() {
+        let (pool, act) = pool(Reuse::Fifo);
         let first = pool.get().await.expect("the first connection");
-        *stash.lock().unwrap() = Some(first);
+        *act.lock().unwrap() = Some(Box::new(move || drop(first)));
         let second = tokio::time::timeout(Duration::from_secs(1), pool.get())
             .await
             .expect("served by the connection returned meanwhile, not the minute's connect")
             .expect("a connection");
         assert_eq!(*second, 1, "the first connection, returned");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_caller_connecting_when_the_pool_closes_is_told_at_once() {
+        let (pool, act) = pool(Reuse::MostRecent);
+        let _held = pool.get().await.expect("the first connection");
+        let closer = pool.clone();
+        *act.lock().unwrap() = Some(Box::new(move || {
+            // Its first poll closes the pool; the rest would wait for the connection
+            // still out.
+            let mut close = std::pin::pin!(closer.close(Duration::from_secs(1)));
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            assert!(matches!(close.as_mut().poll(&mut cx), Poll::Pending));
+        }));
+        let second = tokio::time::timeout(Duration::from_secs(1), pool.get())
+            .await
+            .expect("told the pool closed, not after the minute's connect");
+        assert!(matches!(second, Err(PoolError::Closed)), "{second:?}");
     }
 }
 
@@ -1033,71 +1063,5 @@ mod leaving_the_line_tests {
             pool.shared.hand_back.holds_idle(),
             "the return parked in the hand-back cell"
         );
-    }
-}
-
-/// A caller whose connect is under way when the pool closes hears of it at once.
-#[cfg(all(test, feature = "tokio", not(pool_model)))]
-mod closed_while_connecting_tests {
-    use std::convert::Infallible;
-    use std::future::Future;
-    use std::sync::{Arc, Mutex};
-    use std::task::Poll;
-    use std::time::Duration;
-
-    use crate::{Pool, PoolError};
-
-    /// A manager whose second connect, when first polled, closes the pool stashed in it
-    /// (as another task would, between the caller's decision to open and its joining
-    /// the line), and then takes a minute.
-    #[derive(Default)]
-    struct ClosesWhileConnecting {
-        stash: Arc<Mutex<Option<Pool<ClosesWhileConnecting>>>>,
-        connects: Mutex<u32>,
-    }
-
-    #[async_trait::async_trait]
-    impl crate::Manager for ClosesWhileConnecting {
-        type Connection = u32;
-        type Error = Infallible;
-        async fn connect(&self) -> Result<u32, Infallible> {
-            let n = {
-                let mut connects = self.connects.lock().unwrap();
-                *connects += 1;
-                *connects
-            };
-            if n > 1 {
-                let pool = self.stash.lock().unwrap().take().expect("the pool");
-                // Its first poll closes the pool; the rest would wait for the
-                // connection still out.
-                let mut close = std::pin::pin!(pool.close(Duration::from_secs(1)));
-                std::future::poll_fn(|cx| {
-                    let _ = close.as_mut().poll(cx);
-                    Poll::Ready(())
-                })
-                .await;
-                tokio::time::sleep(Duration::from_secs(60)).await;
-            }
-            Ok(n)
-        }
-        async fn recycle(&self, _: &mut u32, _: &crate::ConnectionInfo) -> Result<(), Infallible> {
-            Ok(())
-        }
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_caller_connecting_when_the_pool_closes_is_told_at_once() {
-        let manager = ClosesWhileConnecting::default();
-        let stash = Arc::clone(&manager.stash);
-        let pool = Pool::builder(manager)
-            .max_size(2)
-            .build()
-            .expect("valid config");
-        let _held = pool.get().await.expect("the first connection");
-        *stash.lock().unwrap() = Some(pool.clone());
-        let second = tokio::time::timeout(Duration::from_secs(1), pool.get())
-            .await
-            .expect("told the pool closed, not after the minute's connect");
-        assert!(matches!(second, Err(PoolError::Closed)), "{second:?}");
     }
 }
