@@ -277,11 +277,18 @@ impl Verdict {
 
 impl Ratio {
     /// The ratio of `numerator`'s samples to `denominator`'s, round by round. `None`
-    /// if either stopped with a problem or has no samples.
+    /// if either stopped with a problem or has no samples. A measurement that has not
+    /// stopped has one sample per round so far, in round order (one that misses a
+    /// round stops), so the two line up by index.
     pub fn paired(numerator: &Measurement, denominator: &Measurement) -> Option<Ratio> {
         if numerator.is_stopped() || denominator.is_stopped() {
             return None;
         }
+        debug_assert_eq!(
+            numerator.samples.values.len(),
+            denominator.samples.values.len(),
+            "one sample per round"
+        );
         Ratio::of_rounds(
             numerator
                 .samples
@@ -294,8 +301,9 @@ impl Ratio {
         )
     }
 
-    /// The median of `ratios` and the widest order-statistic interval around it
-    /// whose coverage is at least 95% (or, with fewer than 6 rounds, the full range).
+    /// The median of `ratios` and the narrowest order-statistic interval around it
+    /// whose coverage is at least 95% (or, with fewer than 6 rounds, the full range,
+    /// whose coverage is less).
     pub fn of_rounds(mut ratios: Vec<f64>) -> Option<Ratio> {
         ratios.sort_by(f64::total_cmp);
         let samples = Samples {
@@ -321,7 +329,11 @@ impl Ratio {
     }
 
     /// Whether the ratio is at least `bound` (or, with `at_most`, at most `bound`).
+    /// Too few rounds for 95% confidence (a quick run's one or two) cannot tell.
     pub fn against(&self, bound: f64, at_most: bool) -> Verdict {
+        if self.coverage < 0.95 {
+            return Verdict::WithinNoise;
+        }
         let (good, bad) = if at_most {
             (self.high <= bound, self.low > bound)
         } else {
@@ -397,6 +409,23 @@ mod tests {
         assert!((ratio.median - 0.95).abs() < 1e-12);
         assert_eq!(ratio.against(0.97, false), Verdict::Missed);
         assert_eq!(ratio.against(0.9, false), Verdict::Met);
+    }
+
+    #[test]
+    fn too_few_rounds_cannot_tell() {
+        let ratio = Ratio::of_rounds(vec![0.5, 0.6]).unwrap();
+        assert!(ratio.coverage < 0.95);
+        assert_eq!(ratio.against(0.97, false), Verdict::WithinNoise);
+        let twelve = Ratio::of_rounds((1..=12).map(f64::from).collect()).unwrap();
+        assert_eq!((twelve.low, twelve.median, twelve.high), (3.0, 6.5, 10.0));
+    }
+
+    #[test]
+    fn all_verdicts_miss_if_one_does_and_meet_only_if_all_do() {
+        use Verdict::*;
+        assert_eq!(Verdict::all([Met, WithinNoise, Missed]), Missed);
+        assert_eq!(Verdict::all([Met, WithinNoise, Met]), WithinNoise);
+        assert_eq!(Verdict::all([Met, Met]), Met);
     }
 
     #[test]

@@ -269,7 +269,8 @@ struct Entry {
     waits: Vec<f64>,
     /// Every counted wait over its own round's fair share (sorted once all rounds
     /// ran). The machine can run a round at twice the throughput of the next, and a
-    /// wait is fair or not against the throughput it was measured at.
+    /// wait is fair or not against the throughput it was measured at. A round without
+    /// a fair share (no throughput measured) adds none.
     relative_waits: Vec<f64>,
     /// Per round, in ns.
     fair_share: Vec<f64>,

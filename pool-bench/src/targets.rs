@@ -80,7 +80,8 @@ impl Targets {
              brackets (end to end, and one task against qp), it is the median of the \
              rounds' ratios, each between two runs seconds apart, and the interval holds \
              the true median with 95% confidence or more: `within noise` when the \
-             interval straddles the target, so this run cannot tell.\n\n",
+             interval straddles the target, or when too few rounds ran for that \
+             confidence (a quick run), so this run cannot tell.\n\n",
         );
         let mut table = Table::new(&["scenario", "target", "measured", "met"]);
         for target in &self.0 {

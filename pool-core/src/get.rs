@@ -605,6 +605,7 @@ impl<M: Manager> Shared<M> {
                 // Closed since this caller decided to open a connection: `close` told
                 // everyone then in line, so the line is this caller alone. Told now,
                 // it need not wait for its connect to end.
+                debug_assert_eq!(st.waiters.len(), 1, "this caller alone");
                 let popped = st.waiters.pop_front().expect("this caller is in line");
                 wake.push(st.waiters.grant(popped, Grant::Closed));
             } else {

@@ -472,7 +472,8 @@ fn check_targets(targets: &mut Targets, backend: &Backend, results: &BackendResu
 }
 
 /// A target that every one of `ratios` must be at least `bound`: met if every
-/// interval is above it, missed if any is below; the worst median is shown.
+/// interval is above it, missed if any is below. The ratio shown is one that decides
+/// the verdict: the lowest median of those missed, else the lowest median.
 fn judge<W: Copy>(
     scenario: &str,
     goal: String,
@@ -480,9 +481,12 @@ fn judge<W: Copy>(
     bound: f64,
     describe_at: impl Fn(W) -> String,
 ) -> Target {
-    let worst = ratios
-        .iter()
-        .min_by(|a, b| a.0.median.total_cmp(&b.0.median));
+    let missed = |r: &Ratio| r.against(bound, false) == Verdict::Missed;
+    let worst = ratios.iter().min_by(|a, b| {
+        (!missed(&a.0), a.0.median)
+            .partial_cmp(&(!missed(&b.0), b.0.median))
+            .expect("ratios are numbers")
+    });
     match worst {
         Some(&(ratio, at)) => Target::new(
             scenario,
