@@ -800,9 +800,12 @@ impl<M: Manager> Shared<M> {
     }
 
     /// Lifts the bar waiting callers put on the hand-back cell once the last of them
-    /// has left the line, however it left (served, given up, expired), so that
-    /// returns park there again; for a holder of the lock, under which alone callers
-    /// join the line and raise the bar.
+    /// has left the line (handed a connection, given up, expired), so that returns
+    /// park there again; for a holder of the lock, under which alone callers join the
+    /// line and raise the bar. Not called where `dispatch` empties the line with room
+    /// to open or a back-off verdict: those callers come back through `decide` or
+    /// `join_line`, which raise the bar again, so lifting it there would spare only
+    /// the returns in between.
     pub(crate) fn unbar_if_nobody_waits(&self, st: &State<M::Connection>) {
         if st.waiters.is_empty() {
             self.hand_back.unbar(bar::WAITERS);
