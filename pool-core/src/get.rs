@@ -25,7 +25,6 @@ use std::time::{Duration, Instant};
 
 use tracing::Instrument;
 
-use crate::handback::bar;
 use crate::metrics::CloseReason;
 use crate::opening::Raced;
 use crate::pool::{Opened, Shared, SlotGuard};
@@ -472,11 +471,8 @@ impl<M: Manager> Shared<M> {
         let raw = {
             let mut st = locked.unwrap_or_else(|| self.lock());
             if !st.closed && st.idle.is_empty() {
-                // This caller may wait: from here on returns come through the lock.
-                // The parked connection goes to whoever is first in line, else idle.
-                if let Some((parked, _reference)) = self.hand_back.bar_and_drain(bar::WAITERS) {
-                    st.put_back(Idle::from_parked(parked), false, &mut wake);
-                }
+                // This caller may wait.
+                self.bar_for_waiters(&mut st, &mut wake);
             }
             let raw = if st.closed {
                 Raw::Granted(Grant::Closed)
@@ -609,11 +605,8 @@ impl<M: Manager> Shared<M> {
                 let popped = st.waiters.pop_front().expect("this caller is in line");
                 wake.push(st.waiters.grant(popped, Grant::Closed));
             } else {
-                // As in `decide`: a waiter bars the hand-back cell, and a connection
-                // parked there goes to the first in line (perhaps this caller).
-                if let Some((parked, _reference)) = self.hand_back.bar_and_drain(bar::WAITERS) {
-                    st.put_back(Idle::from_parked(parked), false, &mut wake);
-                }
+                // As in `decide`; the connection parked there may go to this caller.
+                self.bar_for_waiters(&mut st, &mut wake);
                 // A connection may have gone idle since this caller decided to open one
                 // (returned while nobody waited, into the list with FIFO reuse): the
                 // first in line, perhaps this caller, takes it rather than waiting out

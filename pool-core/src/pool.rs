@@ -243,10 +243,7 @@ impl<M: Manager> Pool<M> {
     ) -> usize {
         let taken: Vec<Idle<M::Connection>> = {
             let mut st = self.shared.lock();
-            // A barred cell is empty (see `handback.rs`).
-            if let Some((parked, _reference)) = self.shared.hand_back.take() {
-                st.idle.push_back(Idle::from_parked(parked));
-            }
+            self.shared.unpark_into_idle(&mut st);
             st.idle.drain(..).collect()
         };
         let mut visit = Retaining {
@@ -512,6 +509,30 @@ impl<M: Manager> Shared<M> {
     fn bar_into_idle(&self, st: &mut State<M::Connection>, reason: usize) {
         if let Some((parked, _reference)) = self.hand_back.bar_and_drain(reason) {
             st.idle.push_back(Idle::from_parked(parked));
+        }
+    }
+
+    /// Takes the connection parked in the hand-back cell, if any, into the back of the
+    /// idle list, where its return would have put it, leaving the cell open; for the
+    /// holder of the lock, `st`, who holds a reference of its own. A barred cell is
+    /// empty already.
+    pub(crate) fn unpark_into_idle(&self, st: &mut State<M::Connection>) {
+        if let Some((parked, _reference)) = self.hand_back.take() {
+            st.idle.push_back(Idle::from_parked(parked));
+        }
+    }
+
+    /// Bars the hand-back cell because a caller may wait: from here on returns come
+    /// through the lock to the line. The connection parked there goes to the first in
+    /// line, else to the idle list. For the holder of the lock, `st`, under which alone
+    /// the bar is raised; [`unbar_if_nobody_waits`](Self::unbar_if_nobody_waits) lifts
+    /// it.
+    // Always inlined: `decide`, on every caller that may wait, is its hot caller, and
+    // measured out of line it cost that path 24 instructions more.
+    #[inline(always)]
+    pub(crate) fn bar_for_waiters(&self, st: &mut State<M::Connection>, wake: &mut WakeList) {
+        if let Some((parked, _reference)) = self.hand_back.bar_and_drain(bar::WAITERS) {
+            st.put_back(Idle::from_parked(parked), false, wake);
         }
     }
 

@@ -178,11 +178,8 @@ impl<M: Manager> Shared<M> {
                 return None;
             }
             // The parked connection joins the list, so its lifetime and idle time are
-            // looked at too (as the newest idle, where the return would have put it).
-            // A barred cell is empty (see `handback.rs`).
-            if let Some((parked, _reference)) = self.hand_back.take() {
-                st.idle.push_back(Idle::from_parked(parked));
-            }
+            // looked at too.
+            self.unpark_into_idle(&mut st);
             // Read under the lock: every connection in the idle list went idle before
             // this moment, which makes it a bound `idle_timeout` can count from.
             let now = clock::now();
