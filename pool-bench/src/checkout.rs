@@ -525,23 +525,27 @@ fn check_targets(targets: &mut Targets, results: &[(Config, Vec<Entry>)], one_th
     ));
     // Both near 50 ns, where a round's noise is larger than their difference: judged
     // on the rounds' ratios and their interval.
-    let measurement_of = |name: &str| one_thread.iter().find(|e| e.name == name);
-    let ratio = measurement_of("pool-core")
-        .zip(measurement_of("qp"))
-        .and_then(|(core, qp)| Ratio::paired(&core.result, &qp.result));
-    let (measured, met): (String, Met) =
-        match (ratio, core_median(one_thread), median_of(one_thread, "qp")) {
-            (Some(ratio), Some(core), Some(qp)) => (
-                format!(
-                    "{} ({} vs {} ns, current-thread runtime)",
-                    ratio.describe(),
-                    report::ns(core),
-                    report::ns(qp)
-                ),
-                ratio.against(1.0, true).into(),
+    let result_of = |name: &str| {
+        one_thread
+            .iter()
+            .find(|e| e.name == name)
+            .map(|e| &e.result)
+    };
+    let compared = result_of("pool-core")
+        .zip(result_of("qp"))
+        .and_then(|(core, qp)| Some((Ratio::paired(core, qp)?, core.median()?, qp.median()?)));
+    let (measured, met): (String, Met) = match compared {
+        Some((ratio, core, qp)) => (
+            format!(
+                "{} ({} vs {} ns, current-thread runtime)",
+                ratio.describe(),
+                report::ns(core),
+                report::ns(qp)
             ),
-            _ => ("no result".to_owned(), Met::Unknown),
-        };
+            ratio.against(1.0, true).into(),
+        ),
+        None => ("no result".to_owned(), Met::Unknown),
+    };
     targets.push(Target::new(
         "checkout, one task",
         "pool-core no slower than qp",

@@ -19,19 +19,11 @@ impl Samples {
     }
 
     fn sorted(&self) -> Vec<f64> {
-        let mut sorted = self.values.clone();
-        sorted.sort_by(f64::total_cmp);
-        sorted
+        sorted(&self.values)
     }
 
     pub fn median(&self) -> Option<f64> {
-        let sorted = self.sorted();
-        let n = sorted.len();
-        match n {
-            0 => None,
-            _ if n % 2 == 1 => Some(sorted[n / 2]),
-            _ => Some((sorted[n / 2 - 1] + sorted[n / 2]) / 2.0),
-        }
+        median_of_sorted(&self.sorted())
     }
 
     pub fn min(&self) -> Option<f64> {
@@ -227,6 +219,23 @@ pub async fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool
     }
 }
 
+/// `values`, sorted.
+pub fn sorted(values: &[f64]) -> Vec<f64> {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted
+}
+
+/// The median of sorted values (the mean of the middle two for an even count).
+fn median_of_sorted(sorted: &[f64]) -> Option<f64> {
+    let n = sorted.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(sorted[n / 2]),
+        _ => Some((sorted[n / 2 - 1] + sorted[n / 2]) / 2.0),
+    }
+}
+
 /// The `q`-quantile (0..=1) of sorted values, nearest rank.
 pub fn quantile(sorted: &[f64], q: f64) -> Option<f64> {
     if sorted.is_empty() {
@@ -306,10 +315,7 @@ impl Ratio {
     /// whose coverage is less).
     pub fn of_rounds(mut ratios: Vec<f64>) -> Option<Ratio> {
         ratios.sort_by(f64::total_cmp);
-        let samples = Samples {
-            values: ratios.clone(),
-        };
-        let median = samples.median()?;
+        let median = median_of_sorted(&ratios)?;
         let n = ratios.len();
         // P(the k-th smallest of n ratios lies above the true median) is
         // P(Binomial(n, ½) ≤ k − 1); the interval [k-th, (n+1−k)-th] misses the median

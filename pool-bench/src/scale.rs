@@ -229,13 +229,6 @@ impl Visit for ScaleRun<'_> {
     }
 }
 
-/// `values`, sorted.
-fn sorted(values: &[f64]) -> Vec<f64> {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    sorted
-}
-
 /// A baseline task: waits on a `Notify`, the least any waiting task costs.
 async fn parked_on(notify: Arc<Notify>, parked: Arc<AtomicUsize>) -> Result<(), String> {
     count_first_pending(notify.notified(), &parked).await;
@@ -289,7 +282,7 @@ impl Entry {
     }
 
     fn fair_share(&self) -> Option<f64> {
-        measure::quantile(&sorted(&self.fair_share), 0.5)
+        measure::quantile(&measure::sorted(&self.fair_share), 0.5)
     }
 
     /// The quantile `q` of the waits, each over its round's fair share.
@@ -353,7 +346,8 @@ pub fn run(options: &Options, report: &mut Report, targets: &mut Targets) {
                         "scale: {}: fair share {:.0} µs, p99 wait {:.0} µs",
                         entry.name,
                         round.fair_share / 1e3,
-                        measure::quantile(&sorted(&round.waits), 0.99).unwrap_or(0.0) / 1e3,
+                        measure::quantile(&measure::sorted(&round.waits), 0.99).unwrap_or(0.0)
+                            / 1e3,
                     );
                     entry.record(&round);
                     entry.last = Some(round);
