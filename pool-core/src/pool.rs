@@ -1134,18 +1134,16 @@ mod reference_tests {
         );
     }
 
-    /// A return on one thread, parking or refused, while the last handle goes on
-    /// another: whichever comes first, the pool goes with the last of them.
-    #[test]
-    fn a_return_racing_the_last_handle_lets_the_pool_go() {
+    /// Runs, 2,000 times, what `elsewhere` makes of a fresh pool on another thread
+    /// while this one drops the pool's handle: whichever comes first, the pool and its
+    /// connections go with the last of them.
+    fn race_the_last_handle<F: FnOnce() + Send + 'static>(elsewhere: impl Fn(&Pool<Counted>) -> F) {
         for _ in 0..2_000 {
             let (pool, alive) = pool();
-            let returned = try_get(&pool);
-            drop(try_get(&pool));
+            let other = std::thread::spawn(elsewhere(&pool));
             let pool_state = Arc::downgrade(&pool.shared);
-            let returner = std::thread::spawn(move || drop(returned));
             drop(pool);
-            returner.join().expect("the return did not panic");
+            other.join().expect("the other thread did not panic");
             assert!(
                 pool_state.upgrade().is_none(),
                 "the pool outlived everything"
@@ -1154,28 +1152,29 @@ mod reference_tests {
         }
     }
 
+    /// A return, parking or refused, racing the last handle.
+    #[test]
+    fn a_return_racing_the_last_handle_lets_the_pool_go() {
+        race_the_last_handle(|pool| {
+            let returned = try_get(pool);
+            drop(try_get(pool));
+            move || drop(returned)
+        });
+    }
+
     /// The same with a checkout that came from the cell (holding the reference its
     /// return left there) and a second handle dropped beside it.
     #[test]
     fn a_checkout_from_the_cell_racing_the_last_handle_lets_the_pool_go() {
-        for _ in 0..2_000 {
-            let (pool, alive) = pool();
-            drop(try_get(&pool));
-            let from_the_cell = try_get(&pool);
-            let pool_state = Arc::downgrade(&pool.shared);
+        race_the_last_handle(|pool| {
+            drop(try_get(pool));
+            let from_the_cell = try_get(pool);
             let clone = pool.clone();
-            let other = std::thread::spawn(move || {
+            move || {
                 drop(from_the_cell);
                 drop(clone);
-            });
-            drop(pool);
-            other.join().expect("the return did not panic");
-            assert!(
-                pool_state.upgrade().is_none(),
-                "the pool outlived everything"
-            );
-            assert_eq!(alive.load(Ordering::SeqCst), 0);
-        }
+            }
+        });
     }
 
     #[tokio::test]
