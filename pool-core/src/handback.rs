@@ -304,6 +304,11 @@ impl<T: Carries, O> HandBack<T, O> {
         }
     }
 
+    /// Whether the bar is up for `reason` (a snapshot).
+    pub(crate) fn is_barred_for(&self, reason: usize) -> bool {
+        self.bar.load(Ordering::SeqCst) & reason != 0
+    }
+
     /// Whether an idle value is parked now (a snapshot; a barred cell is empty).
     pub(crate) fn holds_idle(&self) -> bool {
         is_parked(self.cell.load(Ordering::SeqCst))

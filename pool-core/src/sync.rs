@@ -20,10 +20,10 @@ use std::ops::Deref;
 #[cfg(not(pool_model))]
 pub(crate) use parking_lot::{Mutex, MutexGuard};
 #[cfg(not(pool_model))]
-pub(crate) use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+pub(crate) use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
 #[cfg(pool_model)]
-pub(crate) use loom::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+pub(crate) use loom::sync::atomic::{AtomicPtr, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 #[cfg(pool_model)]
 pub(crate) use model::{Mutex, MutexGuard};
 

@@ -7,9 +7,15 @@
 //!   [`WaitQueue::rejoin`] at the place it first had: ahead of everyone who joined
 //!   after it did, as deadpool's and sqlx's callers keep their permit.
 //! - **Hand-off without a race**: a value given with [`WaitQueue::grant`] stays in the
-//!   caller's slot until the caller takes it with [`WaitQueue::poll`] or, if the
-//!   caller gave up, [`WaitQueue::cancel`] gives it back. A grant is therefore never
-//!   lost: whoever cancels a wait must pass any granted value on.
+//!   caller's slot until the caller takes it with [`WaitKey::try_take`] (no lock),
+//!   [`WaitQueue::poll`] or, if the caller gave up, [`WaitQueue::cancel`] gives it
+//!   back. A grant is therefore never lost: whoever cancels a wait must pass any
+//!   granted value on.
+//! - **A granted caller takes its value without the lock**: a grant is published by
+//!   one atomic store, and the caller's [`WaitKey::try_take`] is one load and one
+//!   store on its own slot. A pool that runs dry hands every return to a waiter, and
+//!   the pool's lock, taken a third time per checkout to pick the grant up, was the
+//!   cache line the two cores fought over most (see [`Cell`]).
 //! - **O(1)** push, and **amortised O(1)** pop, cancel and expiry, so thousands of
 //!   cancelled or expired waits cost no scanning.
 //! - **Watched deadlines in line order**: a caller pushed with a deadline to watch
@@ -30,15 +36,29 @@
 //! those writes moved a cache line between them while the pool's lock was held: the
 //! ring is written at its two ends only, eight entries to a line.
 //!
-//! The queue is not synchronised: the pool keeps it inside its state mutex.
+//! The queue is not synchronised: the pool keeps it inside its state mutex. Only a
+//! granted caller's slot is reached without it, through the caller's [`WaitKey`].
+//!
+//! Slots live in chunks that never move or shrink while the queue lives (a growing
+//! `Vec` would move them under a caller reading its grant), so a key can point at its
+//! slot. A slot a caller took its grant from is marked so, and reused under the lock
+//! once a later caller needs one ([`WaitQueue::occupy`]); until then it sits in
+//! `granted`, the slots handed a value, in the order they were.
 
+use std::cell::UnsafeCell;
 use std::collections::VecDeque;
+use std::ptr::NonNull;
 use std::task::Waker;
 use std::time::Instant;
+
+use crate::sync::{AtomicU8, Ordering};
 
 /// Slab indices are 32-bit: slots stay small, and no pool has 4 billion callers waiting.
 type Index = u32;
 const NIL: Index = Index::MAX;
+
+/// The least length of `granted` at which [`WaitQueue::reuse_taken`] sweeps it.
+const SWEEP_GRANTED_AT_LEAST: usize = 16;
 
 /// Tells a caller's entry in the ring from a stale one left by an earlier occupant of
 /// its slot. It wraps after 2^32 pushes, but a stale entry cannot live that long: it
@@ -65,10 +85,109 @@ enum Slot<T> {
     },
 }
 
-/// A key naming one caller's place; valid until [`WaitQueue::poll`] returns a value or
-/// [`WaitQueue::cancel`] is called with it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct WaitKey(Index);
+/// Slots per chunk: a chunk is 2 KiB, allocated the first time a pool's callers wait
+/// (and as more wait at once than the chunks hold); at 10,000 waiting callers the last
+/// chunk's unused slots are a fraction of a per cent.
+const CHUNK: usize = 32;
+
+/// Who may touch a [`Cell`]'s slot, in its `state`.
+mod state {
+    /// Vacant or queued: the holder of the pool's lock.
+    pub(super) const LOCKED: u8 = 0;
+    /// Granted: the caller, alone; published with a release store, under the lock.
+    pub(super) const GRANTED: u8 = 1;
+    /// Its grant taken: the holder of the lock again, once it has seen this with an
+    /// acquire load (the caller's last access to the slot came before its release
+    /// store of this).
+    pub(super) const TAKEN: u8 = 2;
+}
+
+/// One caller's slot, at a fixed address while the queue lives.
+///
+/// The slot is plain data guarded by `state` ([`state`]): the lock's holder reads and
+/// writes it while it is `LOCKED`, and never while `GRANTED` (it checks `state` before it
+/// looks at a slot, see [`WaitQueue::is_live`]); the granted caller takes the value and
+/// marks it `TAKEN`, after which it never touches the slot again.
+pub(crate) struct Cell<T> {
+    state: AtomicU8,
+    /// The slot's index in the queue, fixed when the cell is made.
+    index: Index,
+    slot: UnsafeCell<Slot<T>>,
+}
+
+// SAFETY: the slot moves between threads only as a `T` or a `Waker` (both `Send`), and
+// `state` gives it one accessor at a time: the lock's holder, or the granted caller.
+#[allow(unsafe_code)]
+unsafe impl<T: Send> Sync for Cell<T> {}
+
+/// A key naming one caller's place; valid until the caller takes its value (from
+/// [`try_take`](Self::try_take) or [`WaitQueue::poll`]) or [`WaitQueue::cancel`] is
+/// called with it, and only with the queue that issued it.
+pub(crate) struct WaitKey<T>(NonNull<Cell<T>>);
+
+impl<T> Clone for WaitKey<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for WaitKey<T> {}
+impl<T> PartialEq for WaitKey<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.0 == other.0
+    }
+}
+impl<T> Eq for WaitKey<T> {}
+impl<T> std::fmt::Debug for WaitKey<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("WaitKey").field(&self.0).finish()
+    }
+}
+
+// SAFETY: a key is a pointer to a `Cell`, which is `Sync` for `T: Send`; it is used
+// only as `WaitQueue`'s methods and `try_take` say, whichever thread holds it.
+#[allow(unsafe_code)]
+unsafe impl<T: Send> Send for WaitKey<T> {}
+
+impl<T> WaitKey<T> {
+    fn cell(&self) -> &Cell<T> {
+        // SAFETY: the queue that issued the key is alive (the key's contract), and it
+        // never frees or moves a cell while it lives.
+        #[allow(unsafe_code)]
+        unsafe {
+            self.0.as_ref()
+        }
+    }
+
+    fn index(&self) -> Index {
+        self.cell().index
+    }
+
+    /// The caller's value, if it was granted one, taken without the pool's lock; then
+    /// the key is spent. `None`: not granted yet (look again under the lock, which
+    /// also stores the waker).
+    ///
+    /// Call it only while the queue that issued the key lives.
+    #[inline]
+    pub(crate) fn try_take(&self) -> Option<T> {
+        let cell = self.cell();
+        if cell.state.load(Ordering::Acquire) != state::GRANTED {
+            return None;
+        }
+        // SAFETY: `GRANTED`, seen with an acquire load that pairs with the grant's
+        // release store: the grant's write of the slot is visible, and the slot is
+        // this caller's alone until it stores `TAKEN` (the key is spent after this, so
+        // that happens once).
+        #[allow(unsafe_code)]
+        let slot = unsafe { std::ptr::replace(cell.slot.get(), Slot::Vacant { next_free: NIL }) };
+        cell.state.store(state::TAKEN, Ordering::Release);
+        match slot {
+            Slot::Granted { value } => Some(value),
+            Slot::Vacant { .. } | Slot::Queued { .. } => {
+                unreachable!("a granted cell holds its value")
+            }
+        }
+    }
+}
 
 /// Where a caller first stood in line, kept across leaving and rejoining it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,8 +209,17 @@ struct Entry {
 }
 
 pub(crate) struct WaitQueue<T> {
-    slots: Vec<Slot<T>>,
+    /// The slots, [`CHUNK`] to a chunk: slot `i` is `chunks[i / CHUNK][i % CHUNK]`.
+    chunks: Vec<Box<[Cell<T>; CHUNK]>>,
+    /// Slots made so far.
+    made: Index,
     free: Index,
+    /// Slots granted a value, in grant order: each stays here until its caller has
+    /// taken the value (`TAKEN`) and a later caller reuses it.
+    granted: VecDeque<Index>,
+    /// When `granted` is this long, [`reuse_taken`](Self::reuse_taken) sweeps it for
+    /// taken slots behind an untaken first one.
+    sweep_granted_at: usize,
     line: VecDeque<Entry>,
     next_ticket: Ticket,
     queued: usize,
@@ -113,14 +241,64 @@ pub(crate) enum Polled<T> {
 impl<T> WaitQueue<T> {
     pub(crate) const fn new() -> Self {
         WaitQueue {
-            slots: Vec::new(),
+            chunks: Vec::new(),
+            made: 0,
             free: NIL,
+            granted: VecDeque::new(),
+            sweep_granted_at: SWEEP_GRANTED_AT_LEAST,
             line: VecDeque::new(),
             next_ticket: 0,
             queued: 0,
             watched: 0,
             latest_watched: None,
         }
+    }
+
+    #[inline]
+    fn cell(&self, index: Index) -> &Cell<T> {
+        &self.chunks[index as usize / CHUNK][index as usize % CHUNK]
+    }
+
+    /// Whether the lock's holder owns slot `index` now (vacant or queued). Relaxed:
+    /// only the lock's holders store `LOCKED` and `GRANTED`, and the lock orders their
+    /// stores before this load; the caller's `TAKEN` only ever follows `GRANTED`.
+    fn is_locked(&self, index: Index) -> bool {
+        self.cell(index).state.load(Ordering::Relaxed) == state::LOCKED
+    }
+
+    /// Slot `index`, which must be vacant or queued (the lock's holder's).
+    fn slot(&self, index: Index) -> &Slot<T> {
+        debug_assert!(self.is_locked(index), "a granted slot is its caller's");
+        // SAFETY: `LOCKED`, so no caller touches the slot, and the lock's holder holds
+        // `&self`: no `&mut` to it exists.
+        #[allow(unsafe_code)]
+        unsafe {
+            &*self.cell(index).slot.get()
+        }
+    }
+
+    /// Slot `index`, which must be vacant or queued (the lock's holder's).
+    fn slot_mut(&mut self, index: Index) -> &mut Slot<T> {
+        debug_assert!(self.is_locked(index), "a granted slot is its caller's");
+        // SAFETY: as in `slot`, and `&mut self` excludes every other reference.
+        #[allow(unsafe_code)]
+        unsafe {
+            &mut *self.cell(index).slot.get()
+        }
+    }
+
+    fn key(&self, index: Index) -> WaitKey<T> {
+        WaitKey(NonNull::from(self.cell(index)))
+    }
+
+    /// The index of `key`'s slot, checking (in debug builds) that this queue issued it.
+    fn index_of(&self, key: WaitKey<T>) -> Index {
+        let index = key.index();
+        debug_assert!(
+            std::ptr::eq(self.cell(index), key.0.as_ptr()),
+            "a key of another queue"
+        );
+        index
     }
 
     /// Callers still in line.
@@ -142,11 +320,12 @@ impl<T> WaitQueue<T> {
     /// watchdog, only if [`in_watch_order`](Self::in_watch_order) allowed it.
     /// Returns its key and its place (to [`rejoin`](Self::rejoin) at, should its turn
     /// come to nothing).
+    #[inline]
     pub(crate) fn push_back(
         &mut self,
         waker: Option<Waker>,
         watch: Option<Instant>,
-    ) -> (WaitKey, Place) {
+    ) -> (WaitKey<T>, Place) {
         if let Some(deadline) = watch {
             debug_assert!(self.in_watch_order(deadline));
             self.watched += 1;
@@ -156,7 +335,7 @@ impl<T> WaitQueue<T> {
         self.make_room_in_line();
         self.line.push_back(Entry { index, ticket });
         self.queued += 1;
-        (WaitKey(index), Place(ticket))
+        (self.key(index), Place(ticket))
     }
 
     /// A caller joining the line: at its `place` if it stood there before (see
@@ -168,7 +347,7 @@ impl<T> WaitQueue<T> {
         waker: Option<Waker>,
         watch: Option<Instant>,
         place: Option<Place>,
-    ) -> (WaitKey, Place) {
+    ) -> (WaitKey<T>, Place) {
         match place {
             Some(place) => {
                 debug_assert!(watch.is_none(), "a caller rejoining keeps its own deadline");
@@ -184,7 +363,7 @@ impl<T> WaitQueue<T> {
     /// turn came to nothing (at most one per connection that failed its check): not
     /// for callers coming back in bulk. Places more than 2^31 tickets apart compare
     /// the wrong way round, which can only misorder callers, not lose one.
-    pub(crate) fn rejoin(&mut self, waker: Option<Waker>, place: Place) -> WaitKey {
+    pub(crate) fn rejoin(&mut self, waker: Option<Waker>, place: Place) -> WaitKey<T> {
         let (index, ticket) = self.occupy(waker, None, Some(place));
         // Tickets wrap: "after" is within half the ticket space ahead.
         let after = |theirs: Place| (theirs.0.wrapping_sub(place.0) as i32) > 0;
@@ -196,11 +375,11 @@ impl<T> WaitQueue<T> {
         self.make_room_in_line();
         self.line.insert(position, Entry { index, ticket });
         self.queued += 1;
-        WaitKey(index)
+        self.key(index)
     }
 
-    /// The ring grows by a quarter when full, as the slab does (entries are 8 bytes,
-    /// slots 56).
+    /// The ring grows by a quarter when full (entries are 8 bytes): with thousands
+    /// waiting, a doubled ring would hold up to as many empty entries as used ones.
     fn make_room_in_line(&mut self) {
         if self.line.len() == self.line.capacity() {
             self.line.reserve_exact((self.line.len() / 4).max(16));
@@ -209,7 +388,11 @@ impl<T> WaitQueue<T> {
 
     /// The place of the caller `entry` names, if it is live.
     fn place_of(&self, entry: Entry) -> Option<Place> {
-        match self.slots[entry.index as usize] {
+        if !self.is_locked(entry.index) {
+            // Granted since: the entry is stale, and the slot its caller's.
+            return None;
+        }
+        match *self.slot(entry.index) {
             Slot::Queued { ticket, place, .. } if ticket == entry.ticket => Some(Place(place)),
             _ => None,
         }
@@ -217,8 +400,8 @@ impl<T> WaitQueue<T> {
 
     /// Where the caller holding `key` first stood in line.
     #[cfg(test)]
-    fn place(&self, key: WaitKey) -> Place {
-        match self.slots[key.0 as usize] {
+    fn place(&self, key: WaitKey<T>) -> Place {
+        match *self.slot(self.index_of(key)) {
             Slot::Queued { place, .. } => Place(place),
             _ => unreachable!("the place of a caller not in line"),
         }
@@ -243,23 +426,92 @@ impl<T> WaitQueue<T> {
         };
         let index = if self.free != NIL {
             let index = self.free;
-            match self.slots[index as usize] {
+            match *self.slot(index) {
                 Slot::Vacant { next_free } => self.free = next_free,
                 _ => unreachable!("free list points at an occupied slot"),
             }
-            self.slots[index as usize] = slot;
+            index
+        } else if let Some(index) = self.reuse_taken() {
             index
         } else {
-            if self.slots.len() == self.slots.capacity() {
-                // Grow by a quarter, not double: with thousands waiting, a doubled
-                // slab would hold up to as many empty slots as taken ones.
-                self.slots.reserve_exact((self.slots.len() / 4).max(16));
-            }
-            let index = Index::try_from(self.slots.len()).expect("fewer than 2^32 callers wait");
-            self.slots.push(slot);
-            index
+            self.make_slot()
         };
+        *self.slot_mut(index) = slot;
         (index, ticket)
+    }
+
+    /// A new vacant slot, in a new chunk if the last is full.
+    fn make_slot(&mut self) -> Index {
+        let index = self.made;
+        if (index as usize).is_multiple_of(CHUNK) {
+            let chunk = std::array::from_fn(|offset| Cell {
+                state: AtomicU8::new(state::LOCKED),
+                index: index
+                    .checked_add(offset as Index)
+                    .filter(|&i| i != NIL)
+                    .expect("fewer than 2^32 callers wait"),
+                slot: UnsafeCell::new(Slot::Vacant { next_free: NIL }),
+            });
+            self.chunks.push(Box::new(chunk));
+        }
+        self.made += 1;
+        index
+    }
+
+    /// A slot whose caller has taken its grant, to reuse now: the first granted, if it
+    /// is taken (callers mostly take their grants in the order given) or, once
+    /// `granted` has grown to twice its length at the last sweep, any: a caller that
+    /// holds a grant untaken (its task not run for a while) keeps only its own slot
+    /// from reuse, not every slot granted after it.
+    #[inline]
+    fn reuse_taken(&mut self) -> Option<Index> {
+        let &first = self.granted.front()?;
+        if self.take_back(first) {
+            self.granted.pop_front();
+            return Some(first);
+        }
+        if self.granted.len() < self.sweep_granted_at {
+            return None;
+        }
+        self.sweep_taken()
+    }
+
+    /// Reuses every taken slot in `granted`, returning one of them.
+    #[cold]
+    fn sweep_taken(&mut self) -> Option<Index> {
+        let mut granted = std::mem::take(&mut self.granted);
+        granted.retain(|&index| {
+            if self.take_back(index) {
+                self.release(index);
+                false
+            } else {
+                true
+            }
+        });
+        self.granted = granted;
+        self.sweep_granted_at = (2 * self.granted.len()).max(SWEEP_GRANTED_AT_LEAST);
+        let index = self.free;
+        (index != NIL).then(|| {
+            let Slot::Vacant { next_free } = *self.slot(index) else {
+                unreachable!("free list points at an occupied slot")
+            };
+            self.free = next_free;
+            index
+        })
+    }
+
+    /// If slot `index`'s caller has taken its grant, makes the slot the lock's holder's
+    /// again.
+    #[inline]
+    fn take_back(&self, index: Index) -> bool {
+        let cell = self.cell(index);
+        // Acquire: pairs with the caller's release store, after which it never touches
+        // the slot again.
+        if cell.state.load(Ordering::Acquire) != state::TAKEN {
+            return false;
+        }
+        cell.state.store(state::LOCKED, Ordering::Relaxed);
+        true
     }
 
     /// Whether `entry` still names a caller in line.
@@ -294,7 +546,7 @@ impl<T> WaitQueue<T> {
     pub(crate) fn grant(&mut self, popped: Popped, value: T) -> Option<Waker> {
         debug_assert!(
             matches!(
-                self.slots[popped.index as usize],
+                self.slot(popped.index),
                 Slot::Queued {
                     waker: None,
                     watch: None,
@@ -303,24 +555,34 @@ impl<T> WaitQueue<T> {
             ),
             "grant to a caller that was not just popped"
         );
-        self.slots[popped.index as usize] = Slot::Granted { value };
+        self.put_grant(popped.index, value);
         popped.waker
     }
 
+    /// Writes `value` into slot `index`, out of line, and hands the slot to its caller.
+    #[inline]
+    fn put_grant(&mut self, index: Index, value: T) {
+        *self.slot_mut(index) = Slot::Granted { value };
+        // Release: the caller that sees `GRANTED` sees the value.
+        self.cell(index)
+            .state
+            .store(state::GRANTED, Ordering::Release);
+        self.granted.push_back(index);
+    }
+
     /// The caller checks its place: takes its value if granted, else stores `waker`.
-    pub(crate) fn poll(&mut self, key: WaitKey, waker: &Waker) -> Polled<T> {
-        let (stored, watched) = match &mut self.slots[key.0 as usize] {
+    pub(crate) fn poll(&mut self, key: WaitKey<T>, waker: &Waker) -> Polled<T> {
+        if let Some(value) = key.try_take() {
+            return Polled::Ready(value);
+        }
+        let index = self.index_of(key);
+        let (stored, watched) = match self.slot_mut(index) {
             Slot::Queued {
                 waker: stored,
                 watch,
                 ..
             } => (stored, watch.is_some()),
-            Slot::Granted { .. } => {
-                return match self.release(key.0) {
-                    Slot::Granted { value } => Polled::Ready(value),
-                    _ => unreachable!(),
-                }
-            }
+            Slot::Granted { .. } => unreachable!("a granted slot is not locked"),
             Slot::Vacant { .. } => unreachable!("poll with a released key"),
         };
         if !stored.as_ref().is_some_and(|w| w.will_wake(waker)) {
@@ -331,21 +593,21 @@ impl<T> WaitQueue<T> {
 
     /// The caller gives up its place. Returns the value it had been granted, which the
     /// caller must pass on.
-    pub(crate) fn cancel(&mut self, key: WaitKey) -> Option<T> {
-        let was_queued = matches!(self.slots[key.0 as usize], Slot::Queued { .. });
-        if was_queued {
-            // Its entry stays in the ring, stale from here on.
-            self.leave_line(key.0);
+    pub(crate) fn cancel(&mut self, key: WaitKey<T>) -> Option<T> {
+        if let Some(value) = key.try_take() {
+            // Its slot is reused from `granted`.
+            return Some(value);
         }
-        let value = match self.release(key.0) {
-            Slot::Granted { value } => Some(value),
-            Slot::Queued { .. } => None,
-            Slot::Vacant { .. } => unreachable!("cancel with a released key"),
-        };
-        if was_queued {
-            self.tidy();
-        }
-        value
+        let index = self.index_of(key);
+        assert!(
+            matches!(self.slot(index), Slot::Queued { .. }),
+            "cancel with a released key"
+        );
+        // Its entry stays in the ring, stale from here on.
+        self.leave_line(index);
+        self.release(index);
+        self.tidy();
+        None
     }
 
     /// Keeps stale entries from piling up after callers leave the line other than by
@@ -370,15 +632,11 @@ impl<T> WaitQueue<T> {
         }
     }
 
-    fn release(&mut self, index: Index) -> Slot<T> {
-        let old = std::mem::replace(
-            &mut self.slots[index as usize],
-            Slot::Vacant {
-                next_free: self.free,
-            },
-        );
+    /// Puts slot `index`, the lock's holder's, on the free list.
+    fn release(&mut self, index: Index) {
+        let next_free = self.free;
+        *self.slot_mut(index) = Slot::Vacant { next_free };
         self.free = index;
-        old
     }
 
     #[cfg_attr(not(all(feature = "tokio", not(pool_model))), allow(dead_code))]
@@ -397,7 +655,7 @@ impl<T> WaitQueue<T> {
             if !self.is_live(entry) {
                 continue;
             }
-            let Slot::Queued { watch, .. } = &self.slots[entry.index as usize] else {
+            let Slot::Queued { watch, .. } = self.slot(entry.index) else {
                 unreachable!("a live entry's slot is queued")
             };
             match *watch {
@@ -408,7 +666,7 @@ impl<T> WaitQueue<T> {
                 // Granted, its entry goes stale.
                 Some(_) => {
                     let waker = self.leave_line(entry.index);
-                    self.slots[entry.index as usize] = Slot::Granted { value: expired() };
+                    self.put_grant(entry.index, expired());
                     wake(waker);
                     any_expired = true;
                 }
@@ -433,12 +691,12 @@ impl<T> WaitQueue<T> {
             if !self.is_live(entry) {
                 continue;
             }
-            let Slot::Queued { watch, waker, .. } = &mut self.slots[entry.index as usize] else {
+            let Slot::Queued { watch, waker, .. } = self.slot_mut(entry.index) else {
                 unreachable!("a live entry's slot is queued")
             };
             if watch.take().is_some() {
-                self.watched -= 1;
                 wake(waker.clone());
+                self.watched -= 1;
             }
         }
         self.watched = 0;
@@ -447,8 +705,9 @@ impl<T> WaitQueue<T> {
 
     /// Counts a queued caller out of line, returning its waker; the slot's content is
     /// left for the caller to overwrite, and its entry in the ring goes stale.
+    #[inline]
     fn leave_line(&mut self, index: Index) -> Option<Waker> {
-        let (waker, watch) = match &mut self.slots[index as usize] {
+        let (waker, watch) = match self.slot_mut(index) {
             Slot::Queued { waker, watch, .. } => (waker.take(), watch.take()),
             _ => unreachable!("a caller leaving the line was not in it"),
         };
@@ -465,15 +724,15 @@ impl<T> WaitQueue<T> {
 
 #[cfg(test)]
 impl Popped {
-    fn key(&self) -> WaitKey {
-        WaitKey(self.index)
+    fn key<T>(&self, queue: &WaitQueue<T>) -> WaitKey<T> {
+        queue.key(self.index)
     }
 }
 
 /// The size of one slot in line, for the memory bound's test.
 #[cfg(test)]
 pub(crate) fn slot_size<T>() -> usize {
-    std::mem::size_of::<Slot<T>>()
+    std::mem::size_of::<Cell<T>>()
 }
 
 /// The size of one entry in the ring, for the memory bound's test.
@@ -539,7 +798,7 @@ mod tests {
         assert_eq!(q.expire_due(at(base, 20), || "expired", |_| {}), None);
         assert!(matches!(q.poll(late, &noop()), Polled::Ready("expired")));
         assert_eq!(
-            q.pop_front().map(|p| p.key()),
+            q.pop_front().map(|p| p.key(&q)),
             Some(own_timer),
             "the unwatched caller stays in line"
         );
@@ -560,8 +819,8 @@ mod tests {
         ));
         assert!(q.in_watch_order(base), "no watched deadline is left");
         assert_eq!(q.expire_due(at(base, 100), || (), |_| {}), None);
-        assert_eq!(q.pop_front().map(|p| p.key()), Some(a));
-        assert_eq!(q.pop_front().map(|p| p.key()), Some(b));
+        assert_eq!(q.pop_front().map(|p| p.key(&q)), Some(a));
+        assert_eq!(q.pop_front().map(|p| p.key(&q)), Some(b));
     }
 
     /// Callers served in vain rejoin where they first stood, whatever order they come
@@ -575,7 +834,7 @@ mod tests {
         let (place_a, place_b) = (q.place(a), q.place(b));
         for key in [a, b] {
             let popped = q.pop_front().unwrap();
-            assert_eq!(popped.key(), key);
+            assert_eq!(popped.key(&q), key);
             let _ = q.grant(popped, ());
             assert!(matches!(q.poll(key, &noop()), Polled::Ready(())));
         }
@@ -586,7 +845,7 @@ mod tests {
         let a = q.rejoin(None, place_a);
         assert_eq!((q.place(a), q.place(b)), (place_a, place_b));
         assert_ne!(q.place(c), place_a);
-        let order: Vec<_> = std::iter::from_fn(|| q.pop_front().map(|p| p.key())).collect();
+        let order: Vec<_> = std::iter::from_fn(|| q.pop_front().map(|p| p.key(&q))).collect();
         assert_eq!(order, [a, b, c, d]);
     }
 
@@ -602,15 +861,15 @@ mod tests {
         let _ = q.grant(popped, ());
         assert!(matches!(q.poll(early, &noop()), Polled::Ready(())));
         let again = q.rejoin(None, place);
-        assert_eq!(q.pop_front().map(|p| p.key()), Some(again));
-        assert_eq!(q.pop_front().map(|p| p.key()), Some(late));
+        assert_eq!(q.pop_front().map(|p| p.key(&q)), Some(again));
+        assert_eq!(q.pop_front().map(|p| p.key(&q)), Some(late));
     }
 
     #[test]
     fn pops_in_push_order() {
         let mut q: WaitQueue<()> = WaitQueue::new();
         let keys: Vec<_> = (0..5).map(|_| q.push_back(None, None).0).collect();
-        let popped: Vec<_> = std::iter::from_fn(|| q.pop_front().map(|p| p.key())).collect();
+        let popped: Vec<_> = std::iter::from_fn(|| q.pop_front().map(|p| p.key(&q))).collect();
         assert_eq!(keys, popped);
         assert!(q.is_empty());
     }
@@ -625,10 +884,10 @@ mod tests {
         assert_eq!(q.len(), 2);
         let d = q.push_back(None, None).0;
         assert_eq!(d, b, "the freed slot is reused");
-        assert_eq!(q.pop_front().map(|p| p.key()), Some(a));
-        assert_eq!(q.pop_front().map(|p| p.key()), Some(c));
-        assert_eq!(q.pop_front().map(|p| p.key()), Some(d));
-        assert_eq!(q.pop_front().map(|p| p.key()), None);
+        assert_eq!(q.pop_front().map(|p| p.key(&q)), Some(a));
+        assert_eq!(q.pop_front().map(|p| p.key(&q)), Some(c));
+        assert_eq!(q.pop_front().map(|p| p.key(&q)), Some(d));
+        assert_eq!(q.pop_front().map(|p| p.key(&q)), None);
     }
 
     #[test]
@@ -642,10 +901,10 @@ mod tests {
         }
         let last = q.push_back(None, None).0;
         assert_eq!(q.len(), 2);
-        assert_eq!(q.pop_front().map(|p| p.key()), Some(first));
-        assert_eq!(q.pop_front().map(|p| p.key()), Some(last));
-        assert_eq!(q.pop_front().map(|p| p.key()), None);
-        assert!(q.slots.len() <= 3, "freed slots are reused");
+        assert_eq!(q.pop_front().map(|p| p.key(&q)), Some(first));
+        assert_eq!(q.pop_front().map(|p| p.key(&q)), Some(last));
+        assert_eq!(q.pop_front().map(|p| p.key(&q)), None);
+        assert!(q.made <= 3, "freed slots are reused");
     }
 
     #[test]
@@ -660,7 +919,7 @@ mod tests {
             assert!(q.line.len() <= 2 * q.len() + 17, "{} entries", q.line.len());
         }
         assert_eq!(q.len(), 1);
-        assert_eq!(q.pop_front().map(|p| p.key()), Some(unwatched));
+        assert_eq!(q.pop_front().map(|p| p.key(&q)), Some(unwatched));
         assert!(q.line.is_empty());
     }
 
@@ -669,9 +928,101 @@ mod tests {
         let mut q = WaitQueue::new();
         let a = q.push_back(None, None).0;
         let popped = q.pop_front().unwrap();
-        assert_eq!(popped.key(), a);
+        assert_eq!(popped.key(&q), a);
         assert!(q.grant(popped, 7).is_none());
         assert_eq!(q.cancel(a), Some(7));
+    }
+
+    #[test]
+    fn a_grant_is_taken_without_the_lock_once_and_its_slot_reused_after() {
+        let mut q = WaitQueue::new();
+        let a = q.push_back(None, None).0;
+        assert_eq!(a.try_take(), None, "nothing granted yet");
+        let popped = q.pop_front().unwrap();
+        let _ = q.grant(popped, "conn");
+        let b = q.push_back(None, None).0;
+        assert_ne!(b, a, "a slot granted and not taken is its caller's");
+        assert_eq!(a.try_take(), Some("conn"));
+        let c = q.push_back(None, None).0;
+        assert_eq!(c, a, "a taken slot is reused");
+        assert_eq!(q.made, 2);
+        assert_eq!(q.pop_front().map(|p| p.key(&q)), Some(b));
+        assert_eq!(q.pop_front().map(|p| p.key(&q)), Some(c));
+    }
+
+    /// A caller that holds its grant untaken keeps its own slot, not those granted
+    /// after it: they are swept back once enough pile up behind it.
+    #[test]
+    fn slots_taken_behind_an_untaken_grant_are_reused() {
+        let mut q = WaitQueue::new();
+        let slow = q.push_back(None, None).0;
+        let popped = q.pop_front().unwrap();
+        let _ = q.grant(popped, 0);
+        for round in 1..=1_000 {
+            let key = q.push_back(None, None).0;
+            let popped = q.pop_front().unwrap();
+            let _ = q.grant(popped, round);
+            assert_eq!(key.try_take(), Some(round));
+            assert!(
+                q.made <= 2 * SWEEP_GRANTED_AT_LEAST as Index,
+                "{} slots",
+                q.made
+            );
+            assert!(q.granted.len() <= SWEEP_GRANTED_AT_LEAST);
+        }
+        assert_eq!(
+            slow.try_take(),
+            Some(0),
+            "the slow caller's grant waited for it"
+        );
+    }
+
+    #[test]
+    fn cancel_takes_back_a_grant_made_before() {
+        let mut q = WaitQueue::new();
+        let a = q.push_back(None, None).0;
+        let popped = q.pop_front().unwrap();
+        let _ = q.grant(popped, 7);
+        assert_eq!(q.cancel(a), Some(7));
+        let b = q.push_back(None, None).0;
+        assert_eq!(b, a, "the slot is reused once taken back");
+    }
+
+    /// Grants made under a lock on one thread, taken without it on another, while the
+    /// first keeps queueing callers into the slots the second frees: every value
+    /// arrives once, and slots are reused rather than made anew.
+    #[test]
+    fn grants_cross_threads_without_the_lock() {
+        const ROUNDS: u32 = 20_000;
+        let queue = std::sync::Arc::new(std::sync::Mutex::new(WaitQueue::<u32>::new()));
+        let (keys, taker_keys) = std::sync::mpsc::sync_channel(4);
+        let taker = std::thread::spawn(move || {
+            let mut sum = 0u64;
+            for key in taker_keys {
+                let key: WaitKey<u32> = key;
+                loop {
+                    if let Some(value) = key.try_take() {
+                        sum += u64::from(value);
+                        break;
+                    }
+                    std::hint::spin_loop();
+                }
+            }
+            sum
+        });
+        for round in 0..ROUNDS {
+            let mut q = queue.lock().unwrap();
+            let key = q.push_back(None, None).0;
+            let popped = q.pop_front().unwrap();
+            let _ = q.grant(popped, round);
+            drop(q);
+            keys.send(key).unwrap();
+        }
+        drop(keys);
+        let sum = taker.join().unwrap();
+        assert_eq!(sum, u64::from(ROUNDS) * u64::from(ROUNDS - 1) / 2);
+        let q = queue.lock().unwrap();
+        assert!(q.made < 64, "{} slots for at most 5 at once", q.made);
     }
 
     #[test]
