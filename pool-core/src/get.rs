@@ -359,30 +359,32 @@ pub(crate) struct WaitTurn<'a, M: Manager> {
 impl<M: Manager> Future for WaitTurn<'_, M> {
     type Output = Grant<M::Connection>;
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let key = self.key.expect("WaitTurn polled after completion");
+        let this = &mut *self;
+        assert!(this.key.is_some(), "WaitTurn polled after completion");
         // Woken by its grant, as a caller mostly is: taken without the lock, which the
         // return that granted it has only just released, on another core as often as
         // not.
-        if let Some(grant) = key.try_take() {
-            self.key = None;
-            if matches!(grant, Grant::Conn(..)) && self.shared.hand_back.is_barred_for(bar::CLOSED)
-            {
-                return Poll::Ready(self.closed_since_granted(self.shared.lock(), grant));
-            }
-            return Poll::Ready(grant);
+        // SAFETY: the key came from the queue in `shared`'s state, which the borrow of
+        // `shared` keeps alive.
+        #[allow(unsafe_code)]
+        if let Some(grant) = unsafe { WaitKey::try_take(&mut this.key) } {
+            return Poll::Ready(match grant {
+                // `close` raises this bar with `closed`, under the lock, for good: a
+                // caller that sees it finds the pool closed under the lock below.
+                Grant::Conn(idle, ..) if this.shared.hand_back.is_barred_for(bar::CLOSED) => {
+                    this.closed_since_granted(this.shared.lock(), idle)
+                }
+                grant => grant,
+            });
         }
-        let mut st = self.shared.lock();
-        match st.waiters.poll(key, cx.waker()) {
-            Polled::Ready(grant @ Grant::Conn(..)) if st.closed => {
-                self.key = None;
-                Poll::Ready(self.closed_since_granted(st, grant))
+        let mut st = this.shared.lock();
+        match st.waiters.poll(&mut this.key, cx.waker()) {
+            Polled::Ready(Grant::Conn(idle, ..)) if st.closed => {
+                Poll::Ready(this.closed_since_granted(st, idle))
             }
-            Polled::Ready(grant) => {
-                self.key = None;
-                Poll::Ready(grant)
-            }
+            Polled::Ready(grant) => Poll::Ready(grant),
             Polled::Pending { watched } => {
-                self.watched = watched;
+                this.watched = watched;
                 Poll::Pending
             }
         }
@@ -395,11 +397,9 @@ impl<M: Manager> WaitTurn<'_, M> {
     fn closed_since_granted(
         &self,
         mut st: Locked<'_, M>,
-        grant: Grant<M::Connection>,
+        idle: Idle<M::Connection>,
     ) -> Grant<M::Connection> {
-        let Grant::Conn(idle, ..) = grant else {
-            return grant;
-        };
+        debug_assert!(st.closed, "only `close` raises the bar for `CLOSED`");
         let mut closing = crate::state::ToClose::new();
         let mut wake = WakeList::default();
         st.give_back(idle, false, &mut wake, &mut closing);
@@ -910,9 +910,10 @@ pub(crate) mod tests {
     }
 
     /// What a waiting caller costs the pool: its `get` future plus its slot and its
-    /// entries in line (the bound is 200 bytes; slots come 32 to a chunk, the
-    /// ring grows by a quarter at most and holds at most two entries per waiting
-    /// caller, plus 17).
+    /// entries in line (the bound is 200 bytes; slots come 32 to a chunk, so
+    /// with 1,000 callers waiting or more the last chunk's unused slots add 1/32 at
+    /// most; the ring grows by a quarter at most and holds at most two entries per
+    /// waiting caller, plus 17).
     #[test]
     fn a_waiting_caller_costs_under_200_bytes() {
         let future = std::mem::size_of::<super::Get<'static, NoIo>>();

@@ -27,6 +27,13 @@ pub(crate) use loom::sync::atomic::{AtomicPtr, AtomicU64, AtomicU8, AtomicUsize,
 #[cfg(pool_model)]
 pub(crate) use model::{Mutex, MutexGuard};
 
+/// loom's, which records every access so that the model checker reports two that
+/// race (a plain `UnsafeCell` it cannot see).
+#[cfg(pool_model)]
+pub(crate) use loom::cell::UnsafeCell;
+#[cfg(not(pool_model))]
+pub(crate) use plain::UnsafeCell;
+
 /// A value on cache lines of its own, so that writes to its neighbours do not take
 /// its line away from the core using it (false sharing), nor writes to it theirs.
 ///
@@ -46,6 +53,29 @@ impl<T> Deref for CachePadded<T> {
     type Target = T;
     fn deref(&self) -> &T {
         &self.0
+    }
+}
+
+#[cfg(not(pool_model))]
+mod plain {
+    /// `std`'s `UnsafeCell` with loom's signature: the value is reached through a raw
+    /// pointer passed to a closure.
+    pub(crate) struct UnsafeCell<T>(std::cell::UnsafeCell<T>);
+
+    impl<T> UnsafeCell<T> {
+        pub(crate) const fn new(value: T) -> Self {
+            UnsafeCell(std::cell::UnsafeCell::new(value))
+        }
+
+        #[inline]
+        pub(crate) fn with<R>(&self, f: impl FnOnce(*const T) -> R) -> R {
+            f(self.0.get())
+        }
+
+        #[inline]
+        pub(crate) fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
+            f(self.0.get())
+        }
     }
 }
 

@@ -45,13 +45,12 @@
 //! once a later caller needs one ([`WaitQueue::occupy`]); until then it sits in
 //! `granted`, the slots handed a value, in the order they were.
 
-use std::cell::UnsafeCell;
 use std::collections::VecDeque;
 use std::ptr::NonNull;
 use std::task::Waker;
 use std::time::Instant;
 
-use crate::sync::{AtomicU8, Ordering};
+use crate::sync::{AtomicU8, Ordering, UnsafeCell};
 
 /// Slab indices are 32-bit: slots stay small, and no pool has 4 billion callers waiting.
 type Index = u32;
@@ -120,17 +119,14 @@ pub(crate) struct Cell<T> {
 #[allow(unsafe_code)]
 unsafe impl<T: Send> Sync for Cell<T> {}
 
-/// A key naming one caller's place; valid until the caller takes its value (from
-/// [`try_take`](Self::try_take) or [`WaitQueue::poll`]) or [`WaitQueue::cancel`] is
-/// called with it, and only with the queue that issued it.
+/// A key naming one caller's place, for the queue that issued it only.
+///
+/// Neither `Copy` nor `Clone`, and spent by whatever takes the caller's value
+/// ([`try_take`](Self::try_take) and [`WaitQueue::poll`] take it out of the caller's
+/// `Option`, [`WaitQueue::cancel`] consumes it): a key left over after its slot was
+/// reused could otherwise take another caller's grant while that caller takes it too.
 pub(crate) struct WaitKey<T>(NonNull<Cell<T>>);
 
-impl<T> Clone for WaitKey<T> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-impl<T> Copy for WaitKey<T> {}
 impl<T> PartialEq for WaitKey<T> {
     fn eq(&self, other: &Self) -> bool {
         self.0 == other.0
@@ -162,23 +158,35 @@ impl<T> WaitKey<T> {
         self.cell().index
     }
 
-    /// The caller's value, if it was granted one, taken without the pool's lock; then
-    /// the key is spent. `None`: not granted yet (look again under the lock, which
-    /// also stores the waker).
+    /// The caller's value, if it was granted one, taken without the pool's lock; the
+    /// key is then spent (taken out of `key`). `None`: not granted yet (look again
+    /// under the lock, which also stores the waker), and the key stays.
     ///
-    /// Call it only while the queue that issued the key lives.
+    /// # Safety
+    /// The queue that issued the key must be alive.
     #[inline]
-    pub(crate) fn try_take(&self) -> Option<T> {
+    #[allow(unsafe_code)]
+    pub(crate) unsafe fn try_take(key: &mut Option<Self>) -> Option<T> {
+        let value = key.as_ref()?.take_granted()?;
+        *key = None;
+        Some(value)
+    }
+
+    /// The caller's value, if it was granted one; the key must be dropped if it was.
+    #[inline]
+    fn take_granted(&self) -> Option<T> {
         let cell = self.cell();
         if cell.state.load(Ordering::Acquire) != state::GRANTED {
             return None;
         }
         // SAFETY: `GRANTED`, seen with an acquire load that pairs with the grant's
         // release store: the grant's write of the slot is visible, and the slot is
-        // this caller's alone until it stores `TAKEN` (the key is spent after this, so
-        // that happens once).
+        // this caller's alone until it stores `TAKEN`; that happens once, as the key,
+        // the only one to this slot, is spent after this.
         #[allow(unsafe_code)]
-        let slot = unsafe { std::ptr::replace(cell.slot.get(), Slot::Vacant { next_free: NIL }) };
+        let slot = cell
+            .slot
+            .with_mut(|slot| unsafe { std::ptr::replace(slot, Slot::Vacant { next_free: NIL }) });
         cell.state.store(state::TAKEN, Ordering::Release);
         match slot {
             Slot::Granted { value } => Some(value),
@@ -186,6 +194,12 @@ impl<T> WaitKey<T> {
                 unreachable!("a granted cell holds its value")
             }
         }
+    }
+
+    /// A second key to the same slot, for tests that compare keys.
+    #[cfg(test)]
+    fn dup(&self) -> Self {
+        WaitKey(self.0)
     }
 }
 
@@ -231,7 +245,7 @@ pub(crate) struct WaitQueue<T> {
 
 /// What a caller finds when it polls its place.
 pub(crate) enum Polled<T> {
-    /// Its value; the key is now free.
+    /// Its value; the key is spent, and its slot reused once a later caller needs one.
     Ready(T),
     /// Still waiting; the waker was stored. `watched`: its deadline is still kept by
     /// the watchdog.
@@ -272,9 +286,7 @@ impl<T> WaitQueue<T> {
         // SAFETY: `LOCKED`, so no caller touches the slot, and the lock's holder holds
         // `&self`: no `&mut` to it exists.
         #[allow(unsafe_code)]
-        unsafe {
-            &*self.cell(index).slot.get()
-        }
+        self.cell(index).slot.with(|slot| unsafe { &*slot })
     }
 
     /// Slot `index`, which must be vacant or queued (the lock's holder's).
@@ -282,9 +294,7 @@ impl<T> WaitQueue<T> {
         debug_assert!(self.is_locked(index), "a granted slot is its caller's");
         // SAFETY: as in `slot`, and `&mut self` excludes every other reference.
         #[allow(unsafe_code)]
-        unsafe {
-            &mut *self.cell(index).slot.get()
-        }
+        self.cell(index).slot.with_mut(|slot| unsafe { &mut *slot })
     }
 
     fn key(&self, index: Index) -> WaitKey<T> {
@@ -292,10 +302,10 @@ impl<T> WaitQueue<T> {
     }
 
     /// The index of `key`'s slot, checking (in debug builds) that this queue issued it.
-    fn index_of(&self, key: WaitKey<T>) -> Index {
+    fn index_of(&self, key: &WaitKey<T>) -> Index {
         let index = key.index();
         debug_assert!(
-            std::ptr::eq(self.cell(index), key.0.as_ptr()),
+            index < self.made && std::ptr::eq(self.cell(index), key.0.as_ptr()),
             "a key of another queue"
         );
         index
@@ -400,7 +410,7 @@ impl<T> WaitQueue<T> {
 
     /// Where the caller holding `key` first stood in line.
     #[cfg(test)]
-    fn place(&self, key: WaitKey<T>) -> Place {
+    fn place(&self, key: &WaitKey<T>) -> Place {
         match *self.slot(self.index_of(key)) {
             Slot::Queued { place, .. } => Place(place),
             _ => unreachable!("the place of a caller not in line"),
@@ -468,6 +478,10 @@ impl<T> WaitQueue<T> {
         let &first = self.granted.front()?;
         if self.take_back(first) {
             self.granted.pop_front();
+            if self.granted.is_empty() {
+                // A burst's threshold does not outlive it.
+                self.sweep_granted_at = SWEEP_GRANTED_AT_LEAST;
+            }
             return Some(first);
         }
         if self.granted.len() < self.sweep_granted_at {
@@ -571,11 +585,15 @@ impl<T> WaitQueue<T> {
     }
 
     /// The caller checks its place: takes its value if granted, else stores `waker`.
-    pub(crate) fn poll(&mut self, key: WaitKey<T>, waker: &Waker) -> Polled<T> {
-        if let Some(value) = key.try_take() {
+    pub(crate) fn poll(&mut self, key: &mut Option<WaitKey<T>>, waker: &Waker) -> Polled<T> {
+        let Some(held) = key.as_ref() else {
+            unreachable!("poll with a spent key")
+        };
+        let index = self.index_of(held);
+        if let Some(value) = held.take_granted() {
+            *key = None;
             return Polled::Ready(value);
         }
-        let index = self.index_of(key);
         let (stored, watched) = match self.slot_mut(index) {
             Slot::Queued {
                 waker: stored,
@@ -594,11 +612,11 @@ impl<T> WaitQueue<T> {
     /// The caller gives up its place. Returns the value it had been granted, which the
     /// caller must pass on.
     pub(crate) fn cancel(&mut self, key: WaitKey<T>) -> Option<T> {
-        if let Some(value) = key.try_take() {
+        let index = self.index_of(&key);
+        if let Some(value) = key.take_granted() {
             // Its slot is reused from `granted`.
             return Some(value);
         }
-        let index = self.index_of(key);
         assert!(
             matches!(self.slot(index), Slot::Queued { .. }),
             "cancel with a released key"
@@ -749,6 +767,20 @@ mod tests {
         Waker::noop().clone()
     }
 
+    /// Polls the caller `key` names, with a second key to its slot.
+    fn poll<T>(q: &mut WaitQueue<T>, key: &WaitKey<T>) -> Polled<T> {
+        q.poll(&mut Some(key.dup()), &noop())
+    }
+
+    /// Takes the caller's grant without the lock, with a second key to its slot.
+    fn take<T>(key: &WaitKey<T>) -> Option<T> {
+        // SAFETY: every test keeps its queue alive while it uses its keys.
+        #[allow(unsafe_code)]
+        unsafe {
+            WaitKey::try_take(&mut Some(key.dup()))
+        }
+    }
+
     fn at(base: Instant, ms: u64) -> Instant {
         base + std::time::Duration::from_millis(ms)
     }
@@ -765,9 +797,9 @@ mod tests {
             !q.in_watch_order(at(base, 9)),
             "unwatched callers do not count"
         );
-        assert_eq!(q.cancel(a), None);
+        assert_eq!(q.cancel(a.dup()), None);
         assert!(q.in_watch_order(at(base, 1)), "no watched caller is left");
-        assert_eq!(q.cancel(b), None);
+        assert_eq!(q.cancel(b.dup()), None);
     }
 
     #[test]
@@ -785,18 +817,18 @@ mod tests {
         );
         assert_eq!(next, Some(at(base, 20)), "the next watched deadline");
         assert_eq!(woken, 1);
-        assert!(matches!(q.poll(early, &noop()), Polled::Ready("expired")));
+        assert!(matches!(poll(&mut q, &early), Polled::Ready("expired")));
         assert!(matches!(
-            q.poll(late, &noop()),
+            poll(&mut q, &late),
             Polled::Pending { watched: true }
         ));
         assert!(matches!(
-            q.poll(own_timer, &noop()),
+            poll(&mut q, &own_timer),
             Polled::Pending { watched: false }
         ));
         assert_eq!(q.len(), 2);
         assert_eq!(q.expire_due(at(base, 20), || "expired", |_| {}), None);
-        assert!(matches!(q.poll(late, &noop()), Polled::Ready("expired")));
+        assert!(matches!(poll(&mut q, &late), Polled::Ready("expired")));
         assert_eq!(
             q.pop_front().map(|p| p.key(&q)),
             Some(own_timer),
@@ -814,7 +846,7 @@ mod tests {
         q.unwatch_all(|w| woken += usize::from(w.is_some()));
         assert_eq!(woken, 1, "only the watched caller is told");
         assert!(matches!(
-            q.poll(a, &noop()),
+            poll(&mut q, &a),
             Polled::Pending { watched: false }
         ));
         assert!(q.in_watch_order(base), "no watched deadline is left");
@@ -831,20 +863,20 @@ mod tests {
         let a = q.push_back(None, None).0;
         let b = q.push_back(None, None).0;
         let c = q.push_back(None, None).0;
-        let (place_a, place_b) = (q.place(a), q.place(b));
+        let (place_a, place_b) = (q.place(&a), q.place(&b));
         for key in [a, b] {
             let popped = q.pop_front().unwrap();
             assert_eq!(popped.key(&q), key);
             let _ = q.grant(popped, ());
-            assert!(matches!(q.poll(key, &noop()), Polled::Ready(())));
+            assert!(matches!(poll(&mut q, &key), Polled::Ready(())));
         }
         let cancelled = q.push_back(None, None).0;
-        assert_eq!(q.cancel(cancelled), None, "a stale entry in the way");
+        assert_eq!(q.cancel(cancelled.dup()), None, "a stale entry in the way");
         let d = q.push_back(None, None).0;
         let b = q.rejoin(None, place_b);
         let a = q.rejoin(None, place_a);
-        assert_eq!((q.place(a), q.place(b)), (place_a, place_b));
-        assert_ne!(q.place(c), place_a);
+        assert_eq!((q.place(&a), q.place(&b)), (place_a, place_b));
+        assert_ne!(q.place(&c), place_a);
         let order: Vec<_> = std::iter::from_fn(|| q.pop_front().map(|p| p.key(&q))).collect();
         assert_eq!(order, [a, b, c, d]);
     }
@@ -856,10 +888,10 @@ mod tests {
         q.next_ticket = Ticket::MAX;
         let early = q.push_back(None, None).0;
         let late = q.push_back(None, None).0;
-        let place = q.place(early);
+        let place = q.place(&early);
         let popped = q.pop_front().unwrap();
         let _ = q.grant(popped, ());
-        assert!(matches!(q.poll(early, &noop()), Polled::Ready(())));
+        assert!(matches!(poll(&mut q, &early), Polled::Ready(())));
         let again = q.rejoin(None, place);
         assert_eq!(q.pop_front().map(|p| p.key(&q)), Some(again));
         assert_eq!(q.pop_front().map(|p| p.key(&q)), Some(late));
@@ -880,7 +912,7 @@ mod tests {
         let a = q.push_back(None, None).0;
         let b = q.push_back(None, None).0;
         let c = q.push_back(None, None).0;
-        assert_eq!(q.cancel(b), None);
+        assert_eq!(q.cancel(b.dup()), None);
         assert_eq!(q.len(), 2);
         let d = q.push_back(None, None).0;
         assert_eq!(d, b, "the freed slot is reused");
@@ -896,7 +928,7 @@ mod tests {
         let first = q.push_back(None, None).0;
         for _ in 0..10_000 {
             let key = q.push_back(None, None).0;
-            assert_eq!(q.cancel(key), None);
+            assert_eq!(q.cancel(key.dup()), None);
             assert!(q.line.len() <= 2 * q.len() + 17, "{} entries", q.line.len());
         }
         let last = q.push_back(None, None).0;
@@ -915,7 +947,7 @@ mod tests {
         for round in 0..1_000 {
             let key = q.push_back(None, Some(at(base, round))).0;
             assert_eq!(q.expire_due(at(base, round), || "expired", |_| {}), None);
-            assert!(matches!(q.poll(key, &noop()), Polled::Ready("expired")));
+            assert!(matches!(poll(&mut q, &key), Polled::Ready("expired")));
             assert!(q.line.len() <= 2 * q.len() + 17, "{} entries", q.line.len());
         }
         assert_eq!(q.len(), 1);
@@ -924,25 +956,23 @@ mod tests {
     }
 
     #[test]
-    fn a_granted_value_is_returned_by_cancel() {
-        let mut q = WaitQueue::new();
-        let a = q.push_back(None, None).0;
-        let popped = q.pop_front().unwrap();
-        assert_eq!(popped.key(&q), a);
-        assert!(q.grant(popped, 7).is_none());
-        assert_eq!(q.cancel(a), Some(7));
-    }
-
-    #[test]
     fn a_grant_is_taken_without_the_lock_once_and_its_slot_reused_after() {
         let mut q = WaitQueue::new();
         let a = q.push_back(None, None).0;
-        assert_eq!(a.try_take(), None, "nothing granted yet");
+        let mut key = Some(a.dup());
+        // SAFETY (here and below): `q` outlives the key.
+        #[allow(unsafe_code)]
+        let taken = unsafe { WaitKey::try_take(&mut key) };
+        assert_eq!(taken, None, "nothing granted yet");
+        assert!(key.is_some(), "the key stays until a grant is taken");
         let popped = q.pop_front().unwrap();
         let _ = q.grant(popped, "conn");
         let b = q.push_back(None, None).0;
         assert_ne!(b, a, "a slot granted and not taken is its caller's");
-        assert_eq!(a.try_take(), Some("conn"));
+        #[allow(unsafe_code)]
+        let taken = unsafe { WaitKey::try_take(&mut key) };
+        assert_eq!(taken, Some("conn"));
+        assert!(key.is_none(), "the key is spent");
         let c = q.push_back(None, None).0;
         assert_eq!(c, a, "a taken slot is reused");
         assert_eq!(q.made, 2);
@@ -962,7 +992,7 @@ mod tests {
             let key = q.push_back(None, None).0;
             let popped = q.pop_front().unwrap();
             let _ = q.grant(popped, round);
-            assert_eq!(key.try_take(), Some(round));
+            assert_eq!(take(&key), Some(round));
             assert!(
                 q.made <= 2 * SWEEP_GRANTED_AT_LEAST as Index,
                 "{} slots",
@@ -971,7 +1001,7 @@ mod tests {
             assert!(q.granted.len() <= SWEEP_GRANTED_AT_LEAST);
         }
         assert_eq!(
-            slow.try_take(),
+            take(&slow),
             Some(0),
             "the slow caller's grant waited for it"
         );
@@ -983,7 +1013,7 @@ mod tests {
         let a = q.push_back(None, None).0;
         let popped = q.pop_front().unwrap();
         let _ = q.grant(popped, 7);
-        assert_eq!(q.cancel(a), Some(7));
+        assert_eq!(q.cancel(a.dup()), Some(7));
         let b = q.push_back(None, None).0;
         assert_eq!(b, a, "the slot is reused once taken back");
     }
@@ -1001,7 +1031,7 @@ mod tests {
             for key in taker_keys {
                 let key: WaitKey<u32> = key;
                 loop {
-                    if let Some(value) = key.try_take() {
+                    if let Some(value) = take(&key) {
                         sum += u64::from(value);
                         break;
                     }
@@ -1029,14 +1059,16 @@ mod tests {
     fn poll_takes_a_grant_once_and_stores_wakers_before() {
         let mut q = WaitQueue::new();
         let a = q.push_back(None, None).0;
-        assert!(matches!(q.poll(a, &noop()), Polled::Pending { .. }));
+        assert!(matches!(poll(&mut q, &a), Polled::Pending { .. }));
         let popped = q.pop_front().unwrap();
         assert!(
             q.grant(popped, "conn").is_some(),
             "the stored waker is handed back"
         );
-        assert!(matches!(q.poll(a, &noop()), Polled::Ready("conn")));
+        let mut key = Some(a.dup());
+        assert!(matches!(q.poll(&mut key, &noop()), Polled::Ready("conn")));
+        assert!(key.is_none(), "the key is spent");
         let b = q.push_back(None, None).0;
-        assert_eq!(b, a, "the slot was released by the successful poll");
+        assert_eq!(b, a, "the slot is reused once its grant is taken");
     }
 }
