@@ -228,7 +228,7 @@ impl<M: Manager> Future for Get<'_, M> {
                 Pin::new(&mut *turn).poll(cx)
             };
             let next = match polled {
-                Poll::Ready(Grant::Conn(idle, broken_at, just_returned)) => {
+                Poll::Ready(Grant::Conn(idle, just_returned)) => {
                     // A connection handed straight over by its return, which read the
                     // coarse clock a moment ago: that reading serves as "now". One that
                     // sat idle before (handed over by `dispatch`, `retain` or a waiter that
@@ -241,7 +241,7 @@ impl<M: Manager> Future for Get<'_, M> {
                     let taken = TakenIdle {
                         shared,
                         idle: Some(idle),
-                        broken_at,
+                        broken_at: shared.broken_at_hint(),
                     };
                     match shared.checkout_now(taken, now, caller, started, None) {
                         Ok(pooled) => {
@@ -331,9 +331,8 @@ pub(crate) struct TakenIdle<'a, M: Manager> {
 }
 
 impl<M: Manager> TakenIdle<'_, M> {
-    fn into_parts(mut self) -> (Idle<M::Connection>, Option<Instant>) {
-        let idle = self.idle.take().expect("taken once");
-        (idle, self.broken_at)
+    fn into_idle(mut self) -> Idle<M::Connection> {
+        self.idle.take().expect("taken once")
     }
 }
 
@@ -724,8 +723,9 @@ impl<M: Manager> Shared<M> {
         if !self.hooks.before_checkout.is_empty() || !self.ready_as_is(idle, broken_at, now) {
             return Err(Some(taken));
         }
-        let (idle, _) = taken.into_parts();
-        let idle = self.close_if_reported_broken(idle).ok_or(None)?;
+        let idle = self
+            .close_if_reported_broken(taken.into_idle())
+            .ok_or(None)?;
         Ok(self.into_pooled(idle.conn, now, caller, started, reference))
     }
 
@@ -771,10 +771,9 @@ impl<M: Manager> Shared<M> {
         let mut step = first;
         loop {
             let grant = match step {
-                Step::Idle(taken) => {
-                    let (idle, broken_at) = taken.into_parts();
-                    Grant::Conn(idle, broken_at, false)
-                }
+                // Its `broken_at`, read under the lock, is no more recent than the hint
+                // the grant's taker reads below.
+                Step::Idle(taken) => Grant::Conn(taken.into_idle(), false),
                 Step::Open(slot) => match self.open_or_take(slot).await {
                     Raced::Opened(opened) => return self.opened_for(opened, caller, started).await,
                     Raced::Took(grant) => {
@@ -811,7 +810,8 @@ impl<M: Manager> Shared<M> {
             // their first order already, and placing each would cost a walk of the line.
             let mut served_in_vain = false;
             match grant {
-                Grant::Conn(idle, broken_at, _) => {
+                Grant::Conn(idle, _) => {
+                    let broken_at = self.broken_at_hint();
                     if let Some(pooled) =
                         self.checkout(idle, broken_at, now, caller, started).await?
                     {
@@ -919,7 +919,7 @@ pub(crate) mod tests {
         let future = std::mem::size_of::<super::Get<'static, NoIo>>();
         let slot = crate::waiters::slot_size::<crate::state::Grant<u64>>();
         assert!(future <= 104, "the get future grew to {future} bytes");
-        assert!(slot <= 64, "a slot in line grew to {slot} bytes");
+        assert!(slot <= 56, "a slot in line grew to {slot} bytes");
         let entry = crate::waiters::entry_size();
         assert!(entry <= 8, "an entry in line grew to {entry} bytes");
         assert!(future + slot * 33 / 32 + 2 * entry * 5 / 4 < 200);

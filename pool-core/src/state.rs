@@ -160,11 +160,13 @@ impl<C> ToClose<C> {
 
 /// What a parked caller is handed.
 pub(crate) enum Grant<C> {
-    /// An idle connection, with the moment a connection was last found broken (to tell
-    /// whether this one is due a check) and whether it comes straight from the return
-    /// that stamped its `idle_since` (so that stamp is as good as a reading of the
-    /// clock at the grant), rather than from the idle list or the hand-back cell.
-    Conn(Idle<C>, Option<Instant>, bool),
+    /// An idle connection, and whether it comes straight from the return that stamped
+    /// its `idle_since` (so that stamp is as good as a reading of the clock at the
+    /// grant), rather than from the idle list or the hand-back cell. Whether it is due
+    /// a check because a peer was found broken, its taker asks `Shared::broken_at_hint`,
+    /// which is at least as recent as the lock's `broken_at` at the grant: a grant
+    /// sits in a waiter's slot, which is smaller without it (see `waiters.rs`).
+    Conn(Idle<C>, bool),
     /// Room to open a connection: `size` and `connecting` already count it.
     Slot,
     /// The pool was closed.
@@ -376,7 +378,7 @@ impl<C> State<C> {
             return;
         }
         let popped = self.waiters.pop_front().expect("waiters is not empty");
-        let grant = Grant::Conn(idle, self.broken_at, just_returned);
+        let grant = Grant::Conn(idle, just_returned);
         wake.push(self.waiters.grant(popped, grant));
     }
 
