@@ -434,20 +434,29 @@ impl<T> WaitQueue<T> {
             waker,
             watch,
         };
-        let index = if self.free != NIL {
-            let index = self.free;
-            match *self.slot(index) {
-                Slot::Vacant { next_free } => self.free = next_free,
-                _ => unreachable!("free list points at an occupied slot"),
-            }
-            index
-        } else if let Some(index) = self.reuse_taken() {
-            index
-        } else {
-            self.make_slot()
+        let index = match self.pop_free() {
+            Some(index) => index,
+            None => match self.reuse_taken() {
+                Some(index) => index,
+                None => self.make_slot(),
+            },
         };
         *self.slot_mut(index) = slot;
         (index, ticket)
+    }
+
+    /// The first slot on the free list, taken off it.
+    #[inline]
+    fn pop_free(&mut self) -> Option<Index> {
+        let index = self.free;
+        if index == NIL {
+            return None;
+        }
+        let Slot::Vacant { next_free } = *self.slot(index) else {
+            unreachable!("free list points at an occupied slot")
+        };
+        self.free = next_free;
+        Some(index)
     }
 
     /// A new vacant slot, in a new chunk if the last is full.
@@ -504,14 +513,7 @@ impl<T> WaitQueue<T> {
         });
         self.granted = granted;
         self.sweep_granted_at = (2 * self.granted.len()).max(SWEEP_GRANTED_AT_LEAST);
-        let index = self.free;
-        (index != NIL).then(|| {
-            let Slot::Vacant { next_free } = *self.slot(index) else {
-                unreachable!("free list points at an occupied slot")
-            };
-            self.free = next_free;
-            index
-        })
+        self.pop_free()
     }
 
     /// If slot `index`'s caller has taken its grant, makes the slot the lock's holder's
