@@ -36,6 +36,15 @@ const ROUNDS: usize = 7;
 /// lowest and highest ratios, 7 none).
 const CURRENT_THREAD_ROUNDS: usize = 15;
 const QUICK_ROUNDS: usize = 2;
+
+/// Rounds per configuration, on a current-thread runtime or not.
+fn rounds(options: &Options, current_thread: bool) -> usize {
+    match (options.quick, current_thread) {
+        (true, _) => QUICK_ROUNDS,
+        (false, true) => CURRENT_THREAD_ROUNDS,
+        (false, false) => ROUNDS,
+    }
+}
 /// Operations per run in a quick run.
 const QUICK_OPS: u64 = 2_000;
 /// A run taking longer than this has deadlocked (a full run lasts [`TARGET_RUN`]).
@@ -189,12 +198,7 @@ fn run_config(config: Config, options: &Options) -> Vec<Entry> {
         works.push(work);
         entries.push(entry);
     }
-    let rounds = match (options.quick, config.current_thread) {
-        (true, _) => QUICK_ROUNDS,
-        (false, true) => CURRENT_THREAD_ROUNDS,
-        (false, false) => ROUNDS,
-    };
-    for round in 0..rounds {
+    for round in 0..rounds(options, config.current_thread) {
         for index in measure::rotation(round, entries.len()) {
             let entry = &mut entries[index];
             let Some(pool) = &pools[index] else { continue };
@@ -268,7 +272,7 @@ pub fn run(options: &Options, report: &mut Report, targets: &mut Targets) {
          run / ops in it, so with many tasks it is the inverse of throughput. A run \
          without progress within {:?} counts as deadlocked. On a current-thread \
          runtime (1.3, 1.4), {} rounds.\n\n{}\n\n",
-        if options.quick { QUICK_ROUNDS } else { ROUNDS },
+        rounds(options, false),
         TARGET_RUN,
         if options.quick {
             format!("; quick run: {QUICK_OPS} ops per run")
@@ -277,11 +281,7 @@ pub fn run(options: &Options, report: &mut Report, targets: &mut Targets) {
         },
         measure::worker_threads(),
         if options.quick { QUICK_LIMIT } else { LIMIT },
-        if options.quick {
-            QUICK_ROUNDS
-        } else {
-            CURRENT_THREAD_ROUNDS
-        },
+        rounds(options, true),
         contenders::SETTINGS,
     ));
 
